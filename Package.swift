@@ -1,0 +1,98 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "agentd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "agentd", targets: ["agentd"]),
+        .executable(name: "agentctl", targets: ["agentctl"]),
+        .executable(name: "mistral-emulator", targets: ["mistral-emulator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries from Debian, bound as system libraries.
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+
+        // Leaf modules: no agent knowledge.
+        .target(name: "JSON"),
+        .target(name: "YAML", dependencies: ["CYAML"]),
+        .target(name: "Curl", dependencies: ["CCurl"]),
+        .target(name: "Systemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
+
+        // The contract's vocabulary and the LLM layer.
+        .target(name: "AgentProtocol", dependencies: ["JSON"]),
+        .target(
+            name: "LLM",
+            dependencies: ["JSON", "Curl", "AgentProtocol", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM"]),
+
+        // The service.
+        .target(
+            name: "AgentDaemon",
+            dependencies: [
+                "AgentCore", "AgentProtocol", "LLM", "JSON", "Systemd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "MistralEmulator",
+            dependencies: [
+                "JSON",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+
+        // Thin executables.
+        .executableTarget(
+            name: "agentd",
+            dependencies: [
+                "AgentDaemon", "AgentCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "agentctl",
+            dependencies: [
+                "AgentCore", "AgentProtocol", "JSON",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "mistral-emulator",
+            dependencies: [
+                "MistralEmulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "JSONTests", dependencies: ["JSON"]),
+        .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "CurlTests",
+            dependencies: [
+                "Curl",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "LLMTests", dependencies: ["LLM", "JSON", "AgentProtocol", "MistralEmulator"]),
+        .testTarget(name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "JSON"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["JSON", "AgentProtocol"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,40 @@
+#ifndef AGENTD_CCURL_SHIM_H
+#define AGENTD_CCURL_SHIM_H
+#include <curl/curl.h>
+
+// curl_easy_setopt, curl_multi_setopt and curl_easy_getinfo are variadic, which Swift cannot
+// call: one typed wrapper per argument kind.
+static inline CURLcode agentd_easy_setopt_long(CURL *easy, CURLoption option, long value) {
+    return curl_easy_setopt(easy, option, value);
+}
+static inline CURLcode agentd_easy_setopt_string(CURL *easy, CURLoption option, const char *value) {
+    return curl_easy_setopt(easy, option, value);
+}
+static inline CURLcode agentd_easy_setopt_pointer(CURL *easy, CURLoption option, void *value) {
+    return curl_easy_setopt(easy, option, value);
+}
+static inline CURLcode agentd_easy_setopt_slist(CURL *easy, CURLoption option, struct curl_slist *value) {
+    return curl_easy_setopt(easy, option, value);
+}
+static inline CURLcode agentd_easy_setopt_offset(CURL *easy, CURLoption option, curl_off_t value) {
+    return curl_easy_setopt(easy, option, value);
+}
+static inline CURLcode agentd_easy_setopt_write_callback(CURL *easy, size_t (*cb)(char *, size_t, size_t, void *)) {
+    return curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, cb);
+}
+static inline CURLcode agentd_easy_setopt_header_callback(CURL *easy, size_t (*cb)(char *, size_t, size_t, void *)) {
+    return curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, cb);
+}
+static inline CURLcode agentd_easy_setopt_xferinfo_callback(CURL *easy, int (*cb)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t)) {
+    return curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, cb);
+}
+static inline CURLcode agentd_easy_getinfo_long(CURL *easy, CURLINFO info, long *value) {
+    return curl_easy_getinfo(easy, info, value);
+}
+static inline CURLcode agentd_easy_getinfo_pointer(CURL *easy, CURLINFO info, void **value) {
+    return curl_easy_getinfo(easy, info, value);
+}
+static inline CURLMcode agentd_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
+    return curl_multi_setopt(multi, option, value);
+}
+#endif

@@ -1,0 +1,231 @@
+import JSON
+
+/// Provider-neutral conversation types. The daemon builds these from client requests and
+/// agent definitions; the Mistral clients turn them into request bodies.
+
+public enum Role: String, Sendable, Hashable {
+    case system, user, assistant, tool
+}
+
+public struct ToolCall: Sendable, Hashable {
+    /// The id as the client knows it; mapped to Mistral's 9-character form only on the wire.
+    public var id: String
+    public var name: String
+    /// An object, or a string holding JSON as Mistral returns it.
+    public var arguments: JSONValue
+
+    public init(id: String, name: String, arguments: JSONValue) {
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+    }
+}
+
+public struct ChatMessage: Sendable, Hashable {
+    public var role: Role
+    public var content: String?
+    public var toolCalls: [ToolCall]
+    /// Tool messages: the call this result answers.
+    public var toolCallID: String?
+    /// Tool messages: the function's name. Other roles: dropped before sending (Mistral rejects it).
+    public var name: String?
+    /// Assistant messages: continue this text rather than answer it.
+    public var prefix: Bool
+
+    public init(
+        role: Role, content: String? = nil, toolCalls: [ToolCall] = [], toolCallID: String? = nil,
+        name: String? = nil, prefix: Bool = false
+    ) {
+        self.role = role
+        self.content = content
+        self.toolCalls = toolCalls
+        self.toolCallID = toolCallID
+        self.name = name
+        self.prefix = prefix
+    }
+}
+
+/// A function the model may call (normal mode; in agent mode the Mistral agent owns its tools).
+public struct ToolSpec: Sendable, Hashable {
+    public var name: String
+    public var description: String
+    /// A JSON Schema object.
+    public var parameters: JSONValue
+
+    public init(name: String, description: String = "", parameters: JSONValue) {
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+    }
+}
+
+public enum ToolChoice: Sendable, Hashable {
+    case auto, none, any, required
+    case function(name: String)
+}
+
+public enum ResponseFormat: Sendable, Hashable {
+    case text
+    case jsonObject
+    case jsonSchema(name: String, schema: JSONValue, strict: Bool, description: String?)
+}
+
+/// Sampling and output settings. `nil` leaves the field out of the request body.
+public struct GenerationOptions: Sendable, Hashable {
+    public var temperature: Double?
+    public var topP: Double?
+    public var maxTokens: Int?
+    public var randomSeed: Int?
+    public var stop: [String]?
+    public var presencePenalty: Double?
+    public var frequencyPenalty: Double?
+    public var safePrompt: Bool?
+    public var responseFormat: ResponseFormat?
+    public var toolChoice: ToolChoice?
+    public var parallelToolCalls: Bool?
+
+    public init(
+        temperature: Double? = nil, topP: Double? = nil, maxTokens: Int? = nil, randomSeed: Int? = nil,
+        stop: [String]? = nil, presencePenalty: Double? = nil, frequencyPenalty: Double? = nil,
+        safePrompt: Bool? = nil, responseFormat: ResponseFormat? = nil, toolChoice: ToolChoice? = nil,
+        parallelToolCalls: Bool? = nil
+    ) {
+        self.temperature = temperature
+        self.topP = topP
+        self.maxTokens = maxTokens
+        self.randomSeed = randomSeed
+        self.stop = stop
+        self.presencePenalty = presencePenalty
+        self.frequencyPenalty = frequencyPenalty
+        self.safePrompt = safePrompt
+        self.responseFormat = responseFormat
+        self.toolChoice = toolChoice
+        self.parallelToolCalls = parallelToolCalls
+    }
+
+    /// `overrides` wins field by field: per-request options over the agent's defaults.
+    public func merging(_ overrides: GenerationOptions) -> GenerationOptions {
+        GenerationOptions(
+            temperature: overrides.temperature ?? temperature,
+            topP: overrides.topP ?? topP,
+            maxTokens: overrides.maxTokens ?? maxTokens,
+            randomSeed: overrides.randomSeed ?? randomSeed,
+            stop: overrides.stop ?? stop,
+            presencePenalty: overrides.presencePenalty ?? presencePenalty,
+            frequencyPenalty: overrides.frequencyPenalty ?? frequencyPenalty,
+            safePrompt: overrides.safePrompt ?? safePrompt,
+            responseFormat: overrides.responseFormat ?? responseFormat,
+            toolChoice: overrides.toolChoice ?? toolChoice,
+            parallelToolCalls: overrides.parallelToolCalls ?? parallelToolCalls
+        )
+    }
+}
+
+/// Which Mistral API serves an agent.
+public enum Upstream: Sendable, Hashable {
+    /// Normal mode: `POST /v1/chat/completions`.
+    case chatCompletions(model: String)
+    /// Agent mode, `agent_api: conversations`: `POST /v1/conversations`.
+    case conversations(agentID: String)
+    /// Agent mode, `agent_api: completions`: `POST /v1/agents/completions`.
+    case agentCompletions(agentID: String)
+}
+
+/// Time limits for one upstream call (CONTRACT §2 `limits`).
+public struct Timeouts: Sendable, Hashable {
+    public var total: Duration
+    public var firstByte: Duration
+    public var idle: Duration
+    public var connect: Duration
+
+    public init(
+        total: Duration = .seconds(120), firstByte: Duration = .seconds(30), idle: Duration = .seconds(60),
+        connect: Duration = .seconds(10)
+    ) {
+        self.total = total
+        self.firstByte = firstByte
+        self.idle = idle
+        self.connect = connect
+    }
+}
+
+/// Retries of 429, 5xx and connection failures (CONTRACT §2 `retry`, §5).
+public struct RetryPolicy: Sendable, Hashable {
+    /// Total attempts, the first included.
+    public var attempts: Int
+    public var baseDelay: Duration
+    public var maxDelay: Duration
+
+    public init(attempts: Int = 3, baseDelay: Duration = .milliseconds(250), maxDelay: Duration = .seconds(8)) {
+        self.attempts = attempts
+        self.baseDelay = baseDelay
+        self.maxDelay = maxDelay
+    }
+}
+
+/// One upstream call: an agent's fixed settings plus a client's history and overrides.
+public struct LLMRequest: Sendable {
+    public var upstream: Upstream
+    /// Normal mode only: system prompts placed before the history.
+    public var system: [String]
+    /// Normal mode only.
+    public var tools: [ToolSpec]
+    public var options: GenerationOptions
+    public var messages: [ChatMessage]
+    public var timeouts: Timeouts
+    public var retry: RetryPolicy
+
+    public init(
+        upstream: Upstream, system: [String] = [], tools: [ToolSpec] = [], options: GenerationOptions = .init(),
+        messages: [ChatMessage], timeouts: Timeouts = .init(), retry: RetryPolicy = .init()
+    ) {
+        self.upstream = upstream
+        self.system = system
+        self.tools = tools
+        self.options = options
+        self.messages = messages
+        self.timeouts = timeouts
+        self.retry = retry
+    }
+}
+
+public struct Usage: Sendable, Hashable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var totalTokens: Int
+
+    public init(promptTokens: Int = 0, completionTokens: Int = 0, totalTokens: Int = 0) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.totalTokens = totalTokens
+    }
+}
+
+/// The end of a successful reply.
+public struct Completion: Sendable, Hashable {
+    public var text: String
+    /// Every call, with the client's own ids where the history used them.
+    public var toolCalls: [ToolCall]
+    /// `stop`, `length`, `model_length`, `tool_calls` or `error`, as Mistral reports it.
+    public var finishReason: String
+    public var usage: Usage
+    /// The model that answered, as upstream names it.
+    public var model: String?
+
+    public init(text: String, toolCalls: [ToolCall], finishReason: String, usage: Usage, model: String?) {
+        self.text = text
+        self.toolCalls = toolCalls
+        self.finishReason = finishReason
+        self.usage = usage
+        self.model = model
+    }
+}
+
+/// What a streaming call yields, in order: any number of `.text` and `.toolCall`, then one
+/// `.done`. Failures end the stream by throwing an `ErrorInfo` (AgentProtocol) with a
+/// contract error code.
+public enum LLMEvent: Sendable, Hashable {
+    case text(String)
+    case toolCall(ToolCall)
+    case done(Completion)
+}

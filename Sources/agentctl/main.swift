@@ -1,0 +1,1 @@
+print("agentctl: not yet implemented")

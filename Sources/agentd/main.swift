@@ -1,0 +1,1 @@
+print("agentd: not yet implemented")

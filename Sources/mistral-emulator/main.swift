@@ -1,0 +1,1 @@
+print("mistral-emulator: not yet implemented")
