@@ -22,8 +22,8 @@ public enum MessageFixups {
     ///    calling"): a forced choice (`any`, `required`, a named function) is relaxed to `auto`
     ///    for that call, because continuing the client's text is what a trailing assistant asks for;
     /// 4. tool call ids not in Mistral's nine-character form are mapped consistently across
-    ///    `tool_calls` and `tool_call_id` (a tool result without an id gets the id of the first
-    ///    unanswered call it follows);
+    ///    `tool_calls` and `tool_call_id` (a tool result without an id answers the first call of
+    ///    the assistant message it follows that no other result names);
     /// 5. fields Mistral rejects are dropped: `name` except on tool messages, `tool_calls` except
     ///    on assistant messages, `tool_call_id` except on tool messages.
     ///
@@ -114,13 +114,15 @@ public enum MessageFixups {
                     }
                     position = match
                 } else {
-                    guard !block.pending.isEmpty else {
+                    // The first open call that no later result of this block names.
+                    let namedLater = messages[(index + 1)...].prefix { $0.role == .tool }.compactMap(\.toolCallID)
+                    guard let free = block.pending.firstIndex(where: { !namedLater.contains($0) }) else {
                         throw ErrorInfo(
                             code: .badRequest,
-                            message: "messages[\(index)]: every call of messages[\(block.owner)] is already answered"
+                            message: "messages[\(index)].tool_call_id: missing, and no call of messages[\(block.owner)] is left to answer"
                         )
                     }
-                    position = 0
+                    position = free
                 }
                 answered[index] = block.pending.remove(at: position)
                 openCalls = block
