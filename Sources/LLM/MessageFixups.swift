@@ -66,6 +66,9 @@ public enum MessageFixups {
         guard let last = fixed.last, last.role != .system else {
             throw ErrorInfo(code: .badRequest, message: "messages: there is no user message to answer")
         }
+        if fixed.count == 1, last.role == .assistant {
+            throw ErrorInfo(code: .badRequest, message: "messages: a conversation cannot consist of one assistant message")
+        }
         var toolChoice = toolChoice
         if last.role == .assistant {
             fixed[fixed.count - 1].prefix = true

@@ -10,6 +10,7 @@ struct PreparedRequest: Sendable {
         case conversation
     }
 
+    var upstream: Upstream
     var path: String
     var body: JSONValue
     var format: ReplyFormat
@@ -33,7 +34,7 @@ struct PreparedRequest: Sendable {
             body["parallel_tool_calls"] = options.parallelToolCalls.map(JSONValue.bool)
             body["safe_prompt"] = options.safePrompt.map(JSONValue.bool)
             body["stream"] = .bool(stream)
-            self.init(path: "/v1/chat/completions", body: body, format: .chat, history: history)
+            self.init(request.upstream, path: "/v1/chat/completions", body: body, format: .chat, history: history)
 
         case .agentCompletions(let agentID):
             // No model, temperature, top_p or safe_prompt in AgentsCompletionRequest: the agent fixes them.
@@ -45,7 +46,7 @@ struct PreparedRequest: Sendable {
             body["tool_choice"] = history.toolChoice.map(Self.toolChoice)
             body["parallel_tool_calls"] = options.parallelToolCalls.map(JSONValue.bool)
             body["stream"] = .bool(stream)
-            self.init(path: "/v1/agents/completions", body: body, format: .chat, history: history)
+            self.init(request.upstream, path: "/v1/agents/completions", body: body, format: .chat, history: history)
 
         case .conversations(let agentID):
             // The Mistral agent owns its instructions: every system message is a user entry.
@@ -63,11 +64,12 @@ struct PreparedRequest: Sendable {
             Self.addSampling(options, to: &arguments, includingTemperature: true)
             arguments["tool_choice"] = history.toolChoice.map(Self.conversationToolChoice)
             if !arguments.isEmpty { body["completion_args"] = .object(arguments) }
-            self.init(path: "/v1/conversations", body: body, format: .conversation, history: history)
+            self.init(request.upstream, path: "/v1/conversations", body: body, format: .conversation, history: history)
         }
     }
 
-    private init(path: String, body: JSONObject, format: ReplyFormat, history: FixedHistory) {
+    private init(_ upstream: Upstream, path: String, body: JSONObject, format: ReplyFormat, history: FixedHistory) {
+        self.upstream = upstream
         self.path = path
         self.body = .object(body)
         self.format = format
