@@ -37,4 +37,12 @@ static inline CURLcode agentd_easy_getinfo_pointer(CURL *easy, CURLINFO info, vo
 static inline CURLMcode agentd_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
     return curl_multi_setopt(multi, option, value);
 }
+
+// Function-like and composite macros Swift does not import.
+static const long agentd_curl_global_default = CURL_GLOBAL_DEFAULT;
+static const int agentd_curlpause_cont = CURLPAUSE_CONT;
+static const size_t agentd_curl_writefunc_pause = CURL_WRITEFUNC_PAUSE;
+static const long agentd_curl_http_version_2tls = CURL_HTTP_VERSION_2TLS;
+static const long agentd_curlpipe_multiplex = CURLPIPE_MULTIPLEX;
+static const int agentd_curl_error_size = CURL_ERROR_SIZE;
 #endif

@@ -174,10 +174,13 @@ public struct LLMRequest: Sendable {
     public var messages: [ChatMessage]
     public var timeouts: Timeouts
     public var retry: RetryPolicy
+    /// Whether to ask upstream for a stream (`stream: true`) or one JSON reply. Either way the
+    /// client yields the same events.
+    public var stream: Bool
 
     public init(
         upstream: Upstream, system: [String] = [], tools: [ToolSpec] = [], options: GenerationOptions = .init(),
-        messages: [ChatMessage], timeouts: Timeouts = .init(), retry: RetryPolicy = .init()
+        messages: [ChatMessage], timeouts: Timeouts = .init(), retry: RetryPolicy = .init(), stream: Bool = true
     ) {
         self.upstream = upstream
         self.system = system
@@ -186,6 +189,7 @@ public struct LLMRequest: Sendable {
         self.messages = messages
         self.timeouts = timeouts
         self.retry = retry
+        self.stream = stream
     }
 }
 

@@ -1,1 +1,53 @@
-print("mistral-emulator: not yet implemented")
+import ArgumentParser
+import Dispatch
+import MistralEmulator
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@main
+struct MistralEmulatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mistral-emulator",
+        abstract: "An offline Mistral API for tests, benchmarks and local runs.",
+        discussion: "Prints 'listening on HOST:PORT' as its first line, then serves until SIGTERM or SIGINT.")
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on; 0 takes a free port.")
+    var port = 0
+
+    @Option(name: .customLong("api-key"), help: "Bearer token to require (default: $MISTRAL_API_KEY, else any non-empty token).")
+    var apiKey: String?
+
+    @Flag(help: "Accept a user message right after a tool message (mistral-common since 2026-04-27).")
+    var allowUserAfterTool = false
+
+    func run() async throws {
+        let key = apiKey ?? getenv("MISTRAL_API_KEY").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        let server = try await MistralEmulatorServer.start(
+            EmulatorConfiguration(host: host, port: port, apiKey: key, strictToolAfterUser: !allowUserAfterTool))
+        print("listening on \(host):\(server.port)")
+        fflush(nil)  // all streams: the first line must reach a pipe reader at once
+        await Self.terminationSignal()
+        try await server.shutdown()
+    }
+
+    /// Returns at the first SIGTERM or SIGINT.
+    static func terminationSignal() async {
+        let (signals, continuation) = AsyncStream<Void>.makeStream()
+        let sources = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield() }
+            source.resume()
+            return source
+        }
+        for await _ in signals { break }
+        sources.forEach { $0.cancel() }
+    }
+}

@@ -1,0 +1,133 @@
+/// One curl multi handle driven by one dedicated thread.
+///
+/// Transfers share the multi handle's connection cache, so sequential requests to one host
+/// reuse a kept-alive connection, and HTTP/2 is negotiated over TLS where the server offers it.
+/// Proxies come from the environment, as libcurl reads them by default: `http_proxy`,
+/// `https_proxy`/`HTTPS_PROXY`, `all_proxy`/`ALL_PROXY`, with `no_proxy`/`NO_PROXY` exempting hosts
+/// (the upper-case `HTTP_PROXY` is deliberately ignored by curl).
+public final class CurlClient: Sendable {
+    private let loop: CurlLoop
+
+    public init() throws(CurlError) {
+        loop = try CurlLoop()
+    }
+
+    deinit {
+        loop.shutdown()
+    }
+
+    /// Starts the transfer; returns once the status line and headers have arrived.
+    /// Task cancellation cancels the transfer (closing its connection) and throws CurlError(.cancelled).
+    public func send(_ request: HTTPRequest) async throws(CurlError) -> HTTPResponse {
+        let transfer = Transfer(request, loop: loop)
+        let head = await withTaskCancellationHandler {
+            await withCheckedContinuation { waiter in
+                if transfer.awaitHead(waiter), !loop.enqueue(.start(transfer)) {
+                    transfer.cancel(.shutDown)
+                }
+            }
+        } onCancel: {
+            transfer.cancel(.cancelled)
+        }
+        return HTTPResponse(head: try head.get(), transfer: transfer)
+    }
+
+    /// Cancels every transfer and stops the thread. Idempotent.
+    public func shutdown() {
+        loop.shutdown()
+    }
+}
+
+/// The body as an async sequence of byte chunks, back-pressured: the transfer is paused while
+/// the consumer has more than a bounded amount (256 KiB) unread. Cancelling the iterating task,
+/// calling cancel(), or dropping the last reference cancels the transfer and closes its connection.
+/// Iteration throws ``CurlError``; a body is meant to be iterated once.
+public final class HTTPResponse: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+    public typealias Failure = CurlError
+
+    public let status: Int
+    public let headers: [HTTPHeader]
+    private let transfer: Transfer
+
+    init(head: ResponseHead, transfer: Transfer) {
+        status = head.status
+        headers = head.headers
+        self.transfer = transfer
+    }
+
+    deinit {
+        transfer.cancel(.cancelled)
+    }
+
+    /// The value of the first header called `name`, compared case-insensitively.
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.utf8.elementsEqual(name.utf8) { asciiLowercase($0) == asciiLowercase($1) } }?.value
+    }
+
+    /// Cancels the transfer, closing its connection; iteration then throws `.cancelled`.
+    /// Does nothing once the body has been received completely.
+    public func cancel() {
+        transfer.cancel(.cancelled)
+    }
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(response: self)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        public typealias Element = [UInt8]
+        public typealias Failure = CurlError
+
+        // Holding the response keeps it (and the transfer) alive while iterating.
+        private let response: HTTPResponse
+        /// Chunks taken from the transfer in one go, handed out one by one.
+        private var chunks: [[UInt8]] = []
+        private var nextChunk = 0
+
+        init(response: HTTPResponse) {
+            self.response = response
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)? = #isolation) async throws(CurlError) -> [UInt8]? {
+            let transfer = response.transfer
+            while true {
+                if Task.isCancelled {
+                    transfer.cancel(.cancelled)
+                    throw .cancelled
+                }
+                if nextChunk < chunks.count {
+                    // Moved out, not copied: the caller gets the only reference to the bytes.
+                    var chunk: [UInt8] = []
+                    swap(&chunk, &chunks[nextChunk])
+                    nextChunk += 1
+                    return chunk
+                }
+                chunks.removeAll(keepingCapacity: true)
+                nextChunk = 0
+                switch transfer.take(into: &chunks) {
+                case .chunks:
+                    continue
+                case .end(.finished):
+                    return nil
+                case .end(.failed(let error)):
+                    throw error
+                case .wait:
+                    await withTaskCancellationHandler {
+                        await transfer.waitForBody()
+                    } onCancel: {
+                        transfer.cancel(.cancelled)
+                    }
+                }
+            }
+        }
+
+        public mutating func next() async throws(CurlError) -> [UInt8]? {
+            try await next(isolation: nil)
+        }
+    }
+}
+
+private func asciiLowercase(_ byte: UInt8) -> UInt8 {
+    byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+}

@@ -1,0 +1,227 @@
+import AgentProtocol
+public import Curl
+public import Logging
+
+/// Mistral's chat completions, agents completions and conversations APIs behind one call.
+///
+/// Every history goes through `MessageFixups`; failures are `ErrorInfo` values with a contract
+/// error code; 429, 500, 502, 503, 504 and connection failures are retried (backoff with full
+/// jitter, `Retry-After` honoured) while nothing of the reply has been yielded and the request's
+/// total timeout allows. The API key is sent in a header only: it is in no error, log or description.
+public final class MistralClient: Sendable {
+    private let baseURL: String
+    private let apiKey: String?
+    private let transport: CurlClient
+    private let logger: Logger
+
+    /// Largest error body read for its message, and largest non-stream reply accepted.
+    private static let maxErrorBodyBytes = 64 << 10
+    private static let maxReplyBytes = 32 << 20
+
+    /// `apiKey` nil: every request fails with `upstream_auth`, saying how to configure a key.
+    public init(baseURL: String, apiKey: String?, transport: CurlClient, logger: Logger) {
+        var base = baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        self.baseURL = base
+        self.apiKey = apiKey.flatMap { $0.isEmpty ? nil : $0 }
+        self.transport = transport
+        self.logger = logger
+    }
+
+    /// Runs `request` and yields its reply: `.text` deltas, then each `.toolCall`, then `.done`.
+    /// Failures finish the stream by throwing an `ErrorInfo`. Cancelling the consuming task or
+    /// dropping the stream cancels the upstream transfer, closing its connection.
+    public func stream(_ request: LLMRequest) -> AsyncThrowingStream<LLMEvent, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: LLMEvent.self)
+        let task = Task {
+            do throws(ErrorInfo) {
+                try await self.run(request) { continuation.yield($0) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    private struct AttemptFailure: Error {
+        var info: ErrorInfo
+        /// 429, 500, 502, 503, 504 or a failure to connect or stay connected.
+        var isRetried: Bool
+        var retryAfter: Duration? = nil
+        /// Part of the reply was already yielded: sending again would repeat it.
+        var afterOutput = false
+    }
+
+    private func run(_ request: LLMRequest, emit: (LLMEvent) -> Void) async throws(ErrorInfo) {
+        guard let apiKey else {
+            throw ErrorInfo(
+                code: .upstreamAuth,
+                message: "no Mistral API key is configured: set mistral.api_key_file in agentd.yaml, "
+                    + "provide the systemd credential mistral-api-key (LoadCredential=), or set MISTRAL_API_KEY"
+            )
+        }
+        let prepared = try PreparedRequest(request)
+        var body: [UInt8] = []
+        prepared.body.write(to: &body)
+
+        let clock = ContinuousClock()
+        let deadline = clock.now + request.timeouts.total
+        var generator = SystemRandomNumberGenerator()
+        var attempt = 0
+        while true {
+            attempt += 1
+            let remaining = deadline - clock.now
+            guard remaining > .zero else { throw Self.totalTimeout(request.timeouts.total) }
+            logger.debug(
+                "upstream attempt",
+                metadata: ["upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "stream": "\(prepared.stream)"]
+            )
+            let failure: AttemptFailure
+            do throws(AttemptFailure) {
+                try await send(prepared, body: body, apiKey: apiKey, timeouts: request.timeouts, remaining: remaining, emit: emit)
+                return
+            } catch {
+                failure = error
+            }
+            let info = redacted(failure.info, apiKey: apiKey)
+            guard failure.isRetried, !failure.afterOutput, attempt < request.retry.attempts else { throw info }
+            let delay = request.retry.delay(afterAttempt: attempt, retryAfter: failure.retryAfter, using: &generator)
+            guard clock.now + delay < deadline else { throw info }
+            logger.debug(
+                "upstream retry",
+                metadata: [
+                    "upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "error.code": "\(info.code.rawValue)",
+                    "upstream.status": "\(info.status.map(String.init) ?? "-")",
+                    "retry.delay_ms": "\(delay.nanoseconds / 1_000_000)",
+                ]
+            )
+            do {
+                try await Task.sleep(for: delay)
+            } catch {
+                throw Self.cancelled
+            }
+        }
+    }
+
+    /// One HTTP exchange: sends the body, reads the reply and yields its events.
+    private func send(
+        _ prepared: PreparedRequest, body: [UInt8], apiKey: String, timeouts: Timeouts, remaining: Duration,
+        emit: (LLMEvent) -> Void
+    ) async throws(AttemptFailure) {
+        let httpRequest = HTTPRequest(
+            url: baseURL + prepared.path, method: "POST",
+            headers: [
+                HTTPHeader("Authorization", "Bearer \(apiKey)"), HTTPHeader("Content-Type", "application/json"),
+                HTTPHeader("Accept", prepared.stream ? "text/event-stream" : "application/json"),
+            ],
+            body: body, connectTimeout: min(timeouts.connect, remaining),
+            firstByteTimeout: min(timeouts.firstByte, remaining), idleTimeout: timeouts.idle, totalTimeout: remaining
+        )
+        let response: HTTPResponse
+        do {
+            response = try await transport.send(httpRequest)
+        } catch {
+            throw Self.failure(error, afterOutput: false)
+        }
+
+        guard (200..<300).contains(response.status) else {
+            // The status decides; a body cut short only loses detail from the message.
+            let errorBody = (try? await Self.collect(response, limit: Self.maxErrorBodyBytes)) ?? []
+            throw AttemptFailure(
+                info: UpstreamStatus.errorInfo(status: response.status, body: errorBody, upstream: prepared.upstream),
+                isRetried: UpstreamStatus.isRetried(response.status),
+                retryAfter: response.header("Retry-After").flatMap { RetryAfter.parse($0) }
+            )
+        }
+
+        var decoder = ReplyDecoder(format: prepared.format, toolCallIDs: prepared.toolCallIDs)
+        var afterOutput = false
+        func deliver(_ events: [LLMEvent]) {
+            for event in events {
+                afterOutput = true
+                emit(event)
+            }
+        }
+        do {
+            guard prepared.stream else {
+                let reply = try await Self.collect(response, limit: Self.maxReplyBytes)
+                guard reply.count <= Self.maxReplyBytes else {
+                    throw AttemptFailure(info: ReplyDecoder.protocolError("the reply exceeds \(Self.maxReplyBytes) bytes"), isRetried: false)
+                }
+                deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decodeResponse(reply) })
+                return
+            }
+            var parser = SSEParser()
+            for try await chunk in response {
+                let events = try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) }
+                for event in events {
+                    deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decode(event: event.event, data: event.data) })
+                }
+            }
+            for event in try decodeOrFail({ () throws(SSEError) in try parser.finish() }) {
+                deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decode(event: event.event, data: event.data) })
+            }
+            deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() })
+        } catch let error as AttemptFailure {
+            throw AttemptFailure(info: error.info, isRetried: error.isRetried, afterOutput: afterOutput)
+        } catch let error as CurlError {
+            throw Self.failure(error, afterOutput: afterOutput)
+        } catch {
+            throw AttemptFailure(info: ErrorInfo(code: .internal, message: "\(error)"), isRetried: false, afterOutput: afterOutput)
+        }
+    }
+
+    /// Runs a decoding step, turning its error into a non-retried failure.
+    private func decodeOrFail<T, E: Error>(_ step: () throws(E) -> T) throws(AttemptFailure) -> T {
+        do {
+            return try step()
+        } catch let error as ErrorInfo {
+            throw AttemptFailure(info: error, isRetried: false)
+        } catch {
+            throw AttemptFailure(info: ReplyDecoder.protocolError("malformed event stream (\(error))"), isRetried: false)
+        }
+    }
+
+    /// The body up to `limit` bytes (one byte more tells the caller it was longer).
+    private static func collect(_ response: HTTPResponse, limit: Int) async throws(CurlError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for try await chunk in response {
+            bytes.append(contentsOf: chunk.prefix(limit + 1 - bytes.count))
+            if bytes.count > limit { break }
+        }
+        return bytes
+    }
+
+    private static func failure(_ error: CurlError, afterOutput: Bool) -> AttemptFailure {
+        let info: ErrorInfo
+        var isRetried = false
+        switch error.kind {
+        case .cancelled:
+            info = cancelled
+        case .couldNotConnect, .connectTimeout, .connectionLost:
+            info = ErrorInfo(code: .upstreamUnavailable, message: "could not reach Mistral: \(error.message)", retryable: true)
+            isRetried = true
+        case .couldNotResolveHost, .tls, .other:
+            info = ErrorInfo(code: .upstreamUnavailable, message: "could not reach Mistral: \(error.message)", retryable: true)
+        case .firstByteTimeout, .idleTimeout, .totalTimeout:
+            info = ErrorInfo(code: .timeout, message: "Mistral did not answer in time: \(error.message)", retryable: true)
+        }
+        return AttemptFailure(info: info, isRetried: isRetried, afterOutput: afterOutput)
+    }
+
+    private static let cancelled = ErrorInfo(code: .cancelled, message: "the request was cancelled")
+
+    private static func totalTimeout(_ total: Duration) -> ErrorInfo {
+        ErrorInfo(code: .timeout, message: "Mistral did not answer within \(total)", retryable: true)
+    }
+
+    /// Belt and braces: upstream messages are quoted into errors, and must never carry the key.
+    private func redacted(_ info: ErrorInfo, apiKey: String) -> ErrorInfo {
+        guard info.message.contains(apiKey) else { return info }
+        var info = info
+        info.message = info.message.replacing(apiKey, with: "[redacted]")
+        return info
+    }
+}

@@ -1,0 +1,245 @@
+import AgentProtocol
+import JSON
+
+/// Reads one Mistral reply — a stream of server-sent events or one JSON body — and turns it into
+/// the events a consumer sees. Text is passed on as it arrives; tool calls are accumulated (by
+/// `index` for chat, by `tool_call_id` for conversations) and emitted whole at the end, with the
+/// client's own ids where the history used them. Any shape it cannot read is `upstream_protocol`.
+struct ReplyDecoder {
+    private struct PartialCall {
+        var id: String?
+        var name: String?
+        var argumentText = ""
+        var argumentValue: JSONValue?
+    }
+
+    let format: PreparedRequest.ReplyFormat
+    let toolCallIDs: ToolCallIDMap
+    private var text = ""
+    private var callKeys: [String] = []
+    private var calls: [String: PartialCall] = [:]
+    private var finishReason: String?
+    private var usage = Usage()
+    private var model: String?
+    /// True once the reply's end marker has been read; later bytes are not needed.
+    private(set) var isFinished = false
+
+    init(format: PreparedRequest.ReplyFormat, toolCallIDs: ToolCallIDMap) {
+        self.format = format
+        self.toolCallIDs = toolCallIDs
+    }
+
+    /// Decodes one server-sent event (`event` is its `event:` name, if any).
+    mutating func decode(event: String?, data: String) throws(ErrorInfo) -> [LLMEvent] {
+        guard !isFinished else { return [] }
+        if data == "[DONE]" { return finish() }
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(data)
+        } catch {
+            throw Self.protocolError("an event's data is not JSON (\(error))")
+        }
+        guard case .object(let object) = value else { throw Self.protocolError("an event's data is not a JSON object") }
+        switch format {
+        case .chat: return try decodeChunk(object)
+        case .conversation: return try decodeConversationEvent(name: event ?? object["type"]?.stringValue, object)
+        }
+    }
+
+    /// The stream ended. A chat stream that reported its finish reason is taken as complete even
+    /// without `[DONE]`; anything else ended too early.
+    mutating func endOfStream() throws(ErrorInfo) -> [LLMEvent] {
+        guard !isFinished else { return [] }
+        guard format == .chat, finishReason != nil else {
+            throw Self.protocolError("the stream ended before the reply was complete")
+        }
+        return finish()
+    }
+
+    /// Decodes a whole non-stream reply (`ChatCompletionResponse` or `ConversationResponse`).
+    mutating func decodeResponse(_ body: [UInt8]) throws(ErrorInfo) -> [LLMEvent] {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes: body)
+        } catch {
+            throw Self.protocolError("the reply is not JSON (\(error))")
+        }
+        guard case .object(let object) = value else { throw Self.protocolError("the reply is not a JSON object") }
+        try readUsageAndModel(object)
+        switch format {
+        case .chat:
+            guard let choice = try Self.array(object["choices"], "choices")?.first else {
+                throw Self.protocolError("the reply has no choices")
+            }
+            guard case .object(let choiceObject) = choice, case .object(let message)? = choiceObject["message"] else {
+                throw Self.protocolError("choices[0].message is not an object")
+            }
+            _ = try readChatDelta(message)
+            finishReason = try Self.string(choiceObject["finish_reason"], "finish_reason") ?? "stop"
+        case .conversation:
+            guard let outputs = try Self.array(object["outputs"], "outputs") else {
+                throw Self.protocolError("the reply has no outputs")
+            }
+            for case .object(let entry) in outputs {
+                switch entry["type"]?.stringValue {
+                case "message.output":
+                    text += try Self.text(entry["content"])
+                    model = entry["model"]?.stringValue ?? model
+                case "function.call":
+                    try accumulateCall(key: Self.string(entry["tool_call_id"], "tool_call_id") ?? "", entry)
+                default: continue
+                }
+            }
+        }
+        let reply = text
+        return (reply.isEmpty ? [] : [.text(reply)]) + finish()
+    }
+
+    // MARK: Chat chunks
+
+    private mutating func decodeChunk(_ chunk: JSONObject) throws(ErrorInfo) -> [LLMEvent] {
+        if chunk["object"]?.stringValue == "error" {
+            throw Self.protocolError("the stream carried an error: \(ErrorBody.message(from: .object(chunk)) ?? "no message")")
+        }
+        try readUsageAndModel(chunk)
+        var events: [LLMEvent] = []
+        for case .object(let choice) in try Self.array(chunk["choices"], "choices") ?? [] {
+            if let delta = choice["delta"], !delta.isNull {
+                guard case .object(let deltaObject) = delta else { throw Self.protocolError("delta is not an object") }
+                let added = try readChatDelta(deltaObject)
+                if !added.isEmpty { events.append(.text(added)) }
+            }
+            if let reason = try Self.string(choice["finish_reason"], "finish_reason") { finishReason = reason }
+        }
+        return events
+    }
+
+    /// Reads a `DeltaMessage` or an `AssistantMessage`: content and tool calls. Returns the text added.
+    private mutating func readChatDelta(_ message: JSONObject) throws(ErrorInfo) -> String {
+        let added = try Self.text(message["content"])
+        text += added
+        for (position, call) in (try Self.array(message["tool_calls"], "tool_calls") ?? []).enumerated() {
+            guard case .object(let callObject) = call else { throw Self.protocolError("a tool call is not an object") }
+            let index = callObject["index"]?.intValue ?? Int64(position)
+            var fields: JSONObject = callObject["function"]?.objectValue ?? [:]
+            fields["tool_call_id"] = callObject["id"]
+            try accumulateCall(key: String(index), fields)
+        }
+        return added
+    }
+
+    // MARK: Conversation events
+
+    private mutating func decodeConversationEvent(name: String?, _ event: JSONObject) throws(ErrorInfo) -> [LLMEvent] {
+        switch name {
+        case "message.output.delta":
+            model = event["model"]?.stringValue ?? model
+            let delta = try Self.text(event["content"])
+            text += delta
+            return delta.isEmpty ? [] : [.text(delta)]
+        case "function.call.delta":
+            let callID = try Self.string(event["tool_call_id"], "tool_call_id")
+            let entryID = try Self.string(event["id"], "id")
+            try accumulateCall(key: callID ?? entryID ?? "", event)
+            return []
+        case "conversation.response.done":
+            try readUsageAndModel(event)
+            return finish()
+        case "conversation.response.error":
+            let code = event["code"].map { $0.stringValue ?? $0.jsonText }
+            let message = ErrorBody.message(from: .object(event)) ?? "no message"
+            throw ErrorInfo(
+                code: .agentError, message: "the Mistral agent failed: \(message)" + (code.map { " (code \($0))" } ?? "")
+            )
+        default:
+            return []
+        }
+    }
+
+    // MARK: Shared
+
+    /// Merges a piece of a call: `name`, `tool_call_id`, and `arguments` (text appended, or an object).
+    private mutating func accumulateCall(key: String, _ fields: JSONObject) throws(ErrorInfo) {
+        if calls[key] == nil {
+            callKeys.append(key)
+            calls[key] = PartialCall()
+        }
+        if let id = try Self.string(fields["tool_call_id"], "tool_call_id"), !id.isEmpty { calls[key]!.id = id }
+        if let name = try Self.string(fields["name"], "name"), !name.isEmpty { calls[key]!.name = name }
+        switch fields["arguments"] {
+        case .string(let piece)?: calls[key]!.argumentText += piece
+        case .object(let object)?: calls[key]!.argumentValue = .object(object)
+        case nil, .null?: break
+        case let other?: throw Self.protocolError("tool call arguments are a \(other.typeName)")
+        }
+    }
+
+    private mutating func readUsageAndModel(_ object: JSONObject) throws(ErrorInfo) {
+        if let name = try Self.string(object["model"], "model") { model = name }
+        guard let usageValue = object["usage"], !usageValue.isNull else { return }
+        guard case .object(let counts) = usageValue else { throw Self.protocolError("usage is not an object") }
+        func count(_ key: String) -> Int { counts[key]?.intValue.map { Int($0) } ?? 0 }
+        usage = Usage(
+            promptTokens: count("prompt_tokens"), completionTokens: count("completion_tokens"),
+            totalTokens: count("total_tokens")
+        )
+    }
+
+    /// Ends the reply: every accumulated tool call, then `done`.
+    private mutating func finish() -> [LLMEvent] {
+        isFinished = true
+        let toolCalls = callKeys.map { key in
+            let call = calls[key]!
+            let id = call.id ?? key
+            return ToolCall(
+                id: toolCallIDs.clientID(for: id), name: call.name ?? "",
+                arguments: call.argumentValue ?? Self.arguments(call.argumentText)
+            )
+        }
+        let reason = finishReason ?? (toolCalls.isEmpty ? "stop" : "tool_calls")
+        let completion = Completion(text: text, toolCalls: toolCalls, finishReason: reason, usage: usage, model: model)
+        return toolCalls.map(LLMEvent.toolCall) + [.done(completion)]
+    }
+
+    /// Arguments arrive as a string holding JSON; an object is handed on as an object, anything
+    /// else (unparsable, or not an object) as the string it was.
+    private static func arguments(_ text: String) -> JSONValue {
+        if text.isEmpty { return .object([:]) }
+        if case .object(let object)? = try? JSONParser.parse(text) { return .object(object) }
+        return .string(text)
+    }
+
+    /// `content` as text: a string, null, a text chunk, or a list of chunks (non-text chunks ignored).
+    private static func text(_ content: JSONValue?) throws(ErrorInfo) -> String {
+        switch content {
+        case nil, .null?: return ""
+        case .string(let text)?: return text
+        case .object(let chunk)?: return chunk["type"]?.stringValue == "text" ? chunk["text"]?.stringValue ?? "" : ""
+        case .array(let chunks)?:
+            var joined = ""
+            for chunk in chunks { joined += try text(chunk) }
+            return joined
+        case let other?: throw protocolError("content is a \(other.typeName)")
+        }
+    }
+
+    private static func string(_ value: JSONValue?, _ field: String) throws(ErrorInfo) -> String? {
+        switch value {
+        case nil, .null?: return nil
+        case .string(let string)?: return string
+        case let other?: throw protocolError("\(field) is a \(other.typeName), not a string")
+        }
+    }
+
+    private static func array(_ value: JSONValue?, _ field: String) throws(ErrorInfo) -> [JSONValue]? {
+        switch value {
+        case nil, .null?: return nil
+        case .array(let elements)?: return elements
+        case let other?: throw protocolError("\(field) is a \(other.typeName), not an array")
+        }
+    }
+
+    static func protocolError(_ detail: String) -> ErrorInfo {
+        ErrorInfo(code: .upstreamProtocol, message: "unexpected reply from Mistral: \(detail)")
+    }
+}

@@ -1,0 +1,376 @@
+import JSON
+
+/// One failure of a request body against its schema, shaped like a pydantic error in a FastAPI 422.
+public struct ValidationIssue: Sendable, Equatable, CustomStringConvertible {
+    /// pydantic's error type: `extra_forbidden`, `missing`, `string_type`, `less_than_equal`…
+    public var type: String
+    /// Where: `["body", "messages", 0, "user", "name"]`.
+    public var loc: [JSONValue]
+    public var msg: String
+    public var input: JSONValue
+    public var ctx: JSONObject?
+
+    public var json: JSONValue {
+        var object: JSONObject = ["type": .string(type), "loc": .array(loc), "msg": .string(msg), "input": input]
+        if let ctx { object["ctx"] = .object(ctx) }
+        return .object(object)
+    }
+
+    public var description: String { "\(type) at \(JSONValue.array(loc).jsonText): \(msg)" }
+}
+
+/// The subset of JSON Schema (OpenAPI 3.1 flavour) that Mistral's request schemas use, compiled once.
+///
+/// Errors follow pydantic's conventions, which is what Mistral's FastAPI front returns:
+/// a nullable `anyOf [X, null]` reports X's errors at the field itself, a discriminated union adds
+/// the tag to `loc`, extra fields come after the declared ones.
+public final class SchemaSet: Sendable {
+    let schemas: [String: Schema]
+
+    /// The schemas of `mistralRequestSchemasJSON`, parsed on first use.
+    public static let mistral: SchemaSet = {
+        do {
+            return try SchemaSet(document: JSONParser.parse(mistralRequestSchemasJSON))
+        } catch {
+            fatalError("embedded Mistral schemas are not valid JSON: \(error)")
+        }
+    }()
+
+    /// `document` is the extraction script's output: `{"schemas": {name: schema}}`.
+    public init(document: JSONValue) {
+        var compiled: [String: Schema] = [:]
+        for (name, schema) in document["schemas"]?.objectValue ?? [:] {
+            compiled[name] = Schema(schema, name: name)
+        }
+        schemas = compiled
+    }
+
+    /// Names of the schemas held.
+    public var names: [String] { schemas.keys.sorted() }
+
+    /// Validates `value` against the named schema; `loc` starts with `"body"` as in FastAPI.
+    public func validate(_ value: JSONValue, against name: String) -> [ValidationIssue] {
+        guard let schema = schemas[name] else { return [] }
+        var path: [JSONValue] = ["body"]
+        var issues: [ValidationIssue] = []
+        validate(value, schema, &path, &issues)
+        return issues
+    }
+
+    private func resolve(_ schema: Schema) -> Schema {
+        var current = schema
+        while let reference = current.reference, let target = schemas[reference] { current = target }
+        return current
+    }
+
+    private func validate(_ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue], _ issues: inout [ValidationIssue]) {
+        let schema = resolve(schema)
+        for part in schema.allOf { validate(value, part, &path, &issues) }
+        if !schema.alternatives.isEmpty {
+            validateUnion(value, schema, &path, &issues)
+            return
+        }
+        if let types = schema.types {
+            guard types.contains(where: { Schema.matches(value, type: $0) }) else {
+                issues.append(typeIssue(value, expected: types[0], schema: schema, path: path))
+                return
+            }
+        }
+        if let constant = schema.constant, value != constant {
+            issues.append(issue("literal_error", "Input should be \(Self.pythonLiteral(constant))", value, path,
+                                ctx: ["expected": .string(Self.pythonLiteral(constant))]))
+            return
+        }
+        if let choices = schema.enumeration, !choices.contains(value) {
+            let expected = Self.pythonList(choices)
+            issues.append(issue(choices.count == 1 ? "literal_error" : "enum", "Input should be \(expected)", value, path,
+                                ctx: ["expected": .string(expected)]))
+            return
+        }
+        switch value {
+        case .int, .double: checkBounds(value, schema, path, &issues)
+        case .string(let string): checkString(string, schema, path, &issues)
+        case .array(let elements):
+            if let minItems = schema.minItems, elements.count < minItems {
+                issues.append(issue("too_short", "List should have at least \(minItems) item\(minItems == 1 ? "" : "s") after validation, not \(elements.count)",
+                                    value, path, ctx: ["field_type": "List", "min_length": .int(Int64(minItems)), "actual_length": .int(Int64(elements.count))]))
+            }
+            if let items = schema.items {
+                for (position, element) in elements.enumerated() {
+                    path.append(.int(Int64(position)))
+                    validate(element, items.schema, &path, &issues)
+                    path.removeLast()
+                }
+            }
+        case .object(let object): validateObject(object, value, schema, &path, &issues)
+        case .null, .bool: break
+        }
+    }
+
+    private func validateObject(_ object: JSONObject, _ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue], _ issues: inout [ValidationIssue]) {
+        for (name, property) in schema.properties {
+            path.append(.string(name))
+            if let member = object[name] {
+                validate(member, property, &path, &issues)
+            } else if schema.required.contains(name) {
+                issues.append(issue("missing", "Field required", value, path))
+            }
+            path.removeLast()
+        }
+        for name in schema.required where !schema.properties.contains(where: { $0.name == name }) && object[name] == nil {
+            path.append(.string(name))
+            issues.append(issue("missing", "Field required", value, path))
+            path.removeLast()
+        }
+        guard !schema.allowsAdditionalProperties else { return }
+        for member in object where !schema.properties.contains(where: { $0.name == member.key }) {
+            path.append(.string(member.key))
+            issues.append(issue("extra_forbidden", "Extra inputs are not permitted", member.value, path))
+            path.removeLast()
+        }
+    }
+
+    private func validateUnion(_ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue], _ issues: inout [ValidationIssue]) {
+        if let discriminator = schema.discriminator {
+            validateDiscriminated(value, schema, discriminator, &path, &issues)
+            return
+        }
+        // Optional[X]: pydantic reports X's errors at the field itself.
+        let nonNull = schema.alternatives.filter { $0.types != ["null"] }
+        if nonNull.count < schema.alternatives.count {
+            if value == .null { return }
+            if nonNull.count == 1 {
+                validate(value, nonNull[0], &path, &issues)
+                return
+            }
+        }
+        var best: (score: Int, issues: [ValidationIssue])?
+        for alternative in nonNull {
+            var attempt: [ValidationIssue] = []
+            validate(value, alternative, &path, &attempt)
+            if attempt.isEmpty { return }
+            // Report the branch the input most plausibly meant: one whose `type` constant or JSON
+            // type matches, then the one with the fewest complaints.
+            let resolved = resolve(alternative)
+            var score = attempt.count
+            if !resolved.acceptsJSONType(of: value) { score += 10_000 }
+            if case .object(let object) = value, let tag = object["type"], resolved.properties.first(where: { $0.name == "type" })?.schema.constant == tag {
+                score -= 5_000
+            }
+            if best == nil || score < best!.score { best = (score, attempt) }
+        }
+        issues.append(contentsOf: best?.issues ?? [])
+    }
+
+    private func validateDiscriminated(_ value: JSONValue, _ schema: Schema, _ discriminator: Schema.Discriminator,
+                                       _ path: inout [JSONValue], _ issues: inout [ValidationIssue]) {
+        guard case .object(let object) = value else {
+            issues.append(issue("model_attributes_type", "Input should be a valid dictionary or object to extract fields from", value, path))
+            return
+        }
+        let property = discriminator.propertyName
+        guard let tagValue = object[property] else {
+            issues.append(issue("union_tag_not_found", "Unable to extract tag using discriminator '\(property)'", value, path,
+                                ctx: ["discriminator": .string("'\(property)'")]))
+            return
+        }
+        guard case .string(let tag) = tagValue, let target = discriminator.mapping.first(where: { $0.tag == tag }) else {
+            let expected = discriminator.mapping.map { "'\($0.tag)'" }.joined(separator: ", ")
+            let shown = tagValue.stringValue ?? tagValue.jsonText
+            issues.append(issue("union_tag_invalid", "Input tag '\(shown)' found using '\(property)' does not match any of the expected tags: \(expected)",
+                                value, path, ctx: ["discriminator": .string("'\(property)'"), "tag": .string(shown), "expected_tags": .string(expected)]))
+            return
+        }
+        path.append(.string(tag))
+        validate(value, Schema(reference: target.schema), &path, &issues)
+        path.removeLast()
+    }
+
+    private func checkBounds(_ value: JSONValue, _ schema: Schema, _ path: [JSONValue], _ issues: inout [ValidationIssue]) {
+        guard let number = value.doubleValue else { return }
+        if let bound = schema.minimum, let limit = bound.doubleValue, number < limit {
+            issues.append(issue("greater_than_equal", "Input should be greater than or equal to \(bound.jsonText)", value, path, ctx: ["ge": bound]))
+        }
+        if let bound = schema.exclusiveMinimum, let limit = bound.doubleValue, number <= limit {
+            issues.append(issue("greater_than", "Input should be greater than \(bound.jsonText)", value, path, ctx: ["gt": bound]))
+        }
+        if let bound = schema.maximum, let limit = bound.doubleValue, number > limit {
+            issues.append(issue("less_than_equal", "Input should be less than or equal to \(bound.jsonText)", value, path, ctx: ["le": bound]))
+        }
+        if let bound = schema.exclusiveMaximum, let limit = bound.doubleValue, number >= limit {
+            issues.append(issue("less_than", "Input should be less than \(bound.jsonText)", value, path, ctx: ["lt": bound]))
+        }
+    }
+
+    private func checkString(_ string: String, _ schema: Schema, _ path: [JSONValue], _ issues: inout [ValidationIssue]) {
+        let value = JSONValue.string(string)
+        if let minLength = schema.minLength, string.count < minLength {
+            issues.append(issue("string_too_short", "String should have at least \(minLength) character\(minLength == 1 ? "" : "s")", value, path,
+                                ctx: ["min_length": .int(Int64(minLength))]))
+        }
+        if let maxLength = schema.maxLength, string.count > maxLength {
+            issues.append(issue("string_too_long", "String should have at most \(maxLength) character\(maxLength == 1 ? "" : "s")", value, path,
+                                ctx: ["max_length": .int(Int64(maxLength))]))
+        }
+        switch schema.format {
+        case "uuid" where !Self.isUUID(string):
+            issues.append(issue("uuid_parsing", "Input should be a valid UUID, invalid character or length", value, path))
+        case "date-time" where !Self.looksLikeDateTime(string):
+            issues.append(issue("datetime_from_date_parsing", "Input should be a valid datetime or date, invalid character", value, path))
+        default: break
+        }
+    }
+
+    private func typeIssue(_ value: JSONValue, expected: String, schema: Schema, path: [JSONValue]) -> ValidationIssue {
+        switch expected {
+        case "string": return issue("string_type", "Input should be a valid string", value, path)
+        case "integer":
+            if case .double = value {
+                return issue("int_from_float", "Input should be a valid integer, got a number with a fractional part", value, path)
+            }
+            return issue("int_type", "Input should be a valid integer", value, path)
+        case "number": return issue("float_type", "Input should be a valid number", value, path)
+        case "boolean": return issue("bool_type", "Input should be a valid boolean", value, path)
+        case "array": return issue("list_type", "Input should be a valid list", value, path)
+        case "null": return issue("none_required", "Input should be None", value, path)
+        default:
+            if let name = schema.name, !schema.properties.isEmpty {
+                return issue("model_type", "Input should be a valid dictionary or instance of \(name)", value, path,
+                             ctx: ["class_name": .string(name)])
+            }
+            return issue("dict_type", "Input should be a valid dictionary", value, path)
+        }
+    }
+
+    private func issue(_ type: String, _ msg: String, _ input: JSONValue, _ path: [JSONValue], ctx: JSONObject? = nil) -> ValidationIssue {
+        ValidationIssue(type: type, loc: path, msg: msg, input: input, ctx: ctx)
+    }
+
+    /// Python's repr of a literal, as pydantic prints expected values: `'auto'`, `False`, `1.5`.
+    static func pythonLiteral(_ value: JSONValue) -> String {
+        switch value {
+        case .string(let string): "'\(string)'"
+        case .bool(let flag): flag ? "True" : "False"
+        case .null: "None"
+        default: value.jsonText
+        }
+    }
+
+    /// pydantic's enumeration of choices: `'a', 'b' or 'c'`.
+    static func pythonList(_ values: [JSONValue]) -> String {
+        let shown = values.map(pythonLiteral)
+        guard shown.count > 1 else { return shown.first ?? "" }
+        return shown.dropLast().joined(separator: ", ") + " or " + shown.last!
+    }
+
+    static func isUUID(_ string: String) -> Bool {
+        let hex = string.utf8.filter { $0 != UInt8(ascii: "-") }
+        let dashed = string.utf8.count == 36 && [8, 13, 18, 23].allSatisfy { string.utf8[string.utf8.index(string.utf8.startIndex, offsetBy: $0)] == UInt8(ascii: "-") }
+        return (dashed || string.utf8.count == 32) && hex.count == 32 && hex.allSatisfy(\.isHexDigit)
+    }
+
+    static func looksLikeDateTime(_ string: String) -> Bool {
+        // YYYY-MM-DD, optionally followed by a time: enough to refuse what pydantic refuses outright.
+        let bytes = Array(string.utf8)
+        guard bytes.count >= 10, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-") else { return false }
+        return [0, 1, 2, 3, 5, 6, 8, 9].allSatisfy { bytes[$0].isDigit }
+    }
+}
+
+private extension UInt8 {
+    var isDigit: Bool { self >= UInt8(ascii: "0") && self <= UInt8(ascii: "9") }
+    var isHexDigit: Bool {
+        isDigit || (self >= UInt8(ascii: "a") && self <= UInt8(ascii: "f")) || (self >= UInt8(ascii: "A") && self <= UInt8(ascii: "F"))
+    }
+}
+
+/// One compiled schema node. References stay names, resolved through the owning `SchemaSet`.
+struct Schema: Sendable {
+    struct Discriminator: Sendable {
+        var propertyName: String
+        var mapping: [(tag: String, schema: String)]
+    }
+
+    var name: String?
+    var reference: String?
+    var types: [String]?
+    var constant: JSONValue?
+    var enumeration: [JSONValue]?
+    var minimum: JSONValue?
+    var maximum: JSONValue?
+    var exclusiveMinimum: JSONValue?
+    var exclusiveMaximum: JSONValue?
+    var minLength: Int?
+    var maxLength: Int?
+    var minItems: Int?
+    var format: String?
+    var required: [String] = []
+    var properties: [(name: String, schema: Schema)] = []
+    var allowsAdditionalProperties = true
+    var items: Box?
+    var alternatives: [Schema] = []
+    var allOf: [Schema] = []
+    var discriminator: Discriminator?
+
+    /// Indirection for the recursive `items` member.
+    final class Box: Sendable {
+        let schema: Schema
+        init(_ schema: Schema) { self.schema = schema }
+    }
+
+    init(reference: String) { self.reference = reference }
+
+    init(_ json: JSONValue, name: String? = nil) {
+        self.name = name
+        guard case .object(let object) = json else { return }
+        if let ref = object["$ref"]?.stringValue { reference = Self.schemaName(ref) }
+        switch object["type"] {
+        case .string(let type)?: types = [type]
+        case .array(let list)?: types = list.compactMap(\.stringValue)
+        default: break
+        }
+        constant = object["const"]
+        enumeration = object["enum"]?.arrayValue
+        minimum = object["minimum"]
+        maximum = object["maximum"]
+        exclusiveMinimum = object["exclusiveMinimum"]
+        exclusiveMaximum = object["exclusiveMaximum"]
+        minLength = object["minLength"]?.intValue.map(Int.init)
+        maxLength = object["maxLength"]?.intValue.map(Int.init)
+        minItems = object["minItems"]?.intValue.map(Int.init)
+        format = object["format"]?.stringValue
+        required = object["required"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        properties = (object["properties"]?.objectValue ?? [:]).map { (name: $0.key, schema: Schema($0.value)) }
+        if object["additionalProperties"] == .bool(false) { allowsAdditionalProperties = false }
+        if let itemSchema = object["items"] { items = Box(Schema(itemSchema)) }
+        alternatives = (object["anyOf"]?.arrayValue ?? object["oneOf"]?.arrayValue ?? []).map { Schema($0) }
+        allOf = (object["allOf"]?.arrayValue ?? []).map { Schema($0) }
+        if let discriminatorObject = object["discriminator"]?.objectValue,
+           let propertyName = discriminatorObject["propertyName"]?.stringValue
+        {
+            let mapping = (discriminatorObject["mapping"]?.objectValue ?? [:]).compactMap { member in
+                member.value.stringValue.map { (tag: member.key, schema: Self.schemaName($0)) }
+            }
+            discriminator = Discriminator(propertyName: propertyName, mapping: mapping)
+        }
+    }
+
+    static func schemaName(_ reference: String) -> String {
+        reference.split(separator: "/").last.map(String.init) ?? reference
+    }
+
+    static func matches(_ value: JSONValue, type: String) -> Bool {
+        switch (type, value) {
+        case ("null", .null), ("boolean", .bool), ("string", .string), ("array", .array), ("object", .object): true
+        case ("number", .int), ("number", .double): true
+        case ("integer", .int): true
+        case ("integer", .double(let number)): number.rounded() == number
+        default: false
+        }
+    }
+
+    func acceptsJSONType(of value: JSONValue) -> Bool {
+        guard let types else { return true }
+        return types.contains { Self.matches(value, type: $0) }
+    }
+}
