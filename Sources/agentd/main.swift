@@ -1,4 +1,6 @@
 import AgentCore
+import AgentDaemon
+import Systemd
 import ArgumentParser
 
 #if canImport(Glibc)
@@ -71,8 +73,8 @@ struct Agentd: AsyncParsableCommand {
 
     /// Runs the daemon until it is told to stop.
     private func serve(_ config: DaemonConfig) async throws {
-        printError("agentd: serving is not implemented yet")
-        throw ExitCode(70)  // EX_SOFTWARE
+        LogDestination.bootstrap(level: config.logLevel.swiftLogLevel, identifier: "agentd")
+        throw ExitCode(await Daemon(config: config).run())
     }
 }
 
