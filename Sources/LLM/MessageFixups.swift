@@ -29,7 +29,8 @@ public enum MessageFixups {
     ///
     /// Throws `bad_request`, naming the message index (in `messages`) and field, for histories no
     /// rewrite can repair: a tool result answering no call of the assistant message it follows,
-    /// calls left without a result, duplicate call ids in one message, no message to answer.
+    /// calls left without a result, duplicate call ids in one message, a history opening with a
+    /// tool call or holding nothing to answer.
     public static func apply(
         system: [String] = [], messages: [ChatMessage], toolChoice: ToolChoice?
     ) throws(ErrorInfo) -> FixedHistory {
@@ -65,6 +66,12 @@ public enum MessageFixups {
 
         guard let last = fixed.last, last.role != .system else {
             throw ErrorInfo(code: .badRequest, message: "messages: there is no user message to answer")
+        }
+        // Mistral's validator skips the first message when pairing calls with results.
+        if let first = fixed.first, first.role == .assistant, !first.toolCalls.isEmpty {
+            throw ErrorInfo(
+                code: .badRequest, message: "messages[0].tool_calls: a conversation cannot start with a tool call"
+            )
         }
         if fixed.count == 1, last.role == .assistant {
             throw ErrorInfo(code: .badRequest, message: "messages: a conversation cannot consist of one assistant message")

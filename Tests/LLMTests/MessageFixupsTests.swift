@@ -158,15 +158,29 @@ struct MessageFixupsTests {
         }
     }
 
+    @Test("a history opening with a tool call is a bad request without a system prompt before it")
+    func openingToolCall() throws {
+        let history = [assistant(nil, calls: ["aaaaaaaa1"]), tool("aaaaaaaa1")]
+        #expect(throws: ErrorInfo(code: .badRequest, message: "messages[0].tool_calls: a conversation cannot start with a tool call")) {
+            try MessageFixups.apply(messages: history, toolChoice: nil)
+        }
+        #expect(try mistralRuleViolation(MessageFixups.apply(system: ["sys"], messages: history, toolChoice: nil).messages) == nil)
+    }
+
     @Test("generated histories either pass Mistral's rules once fixed, or are refused as unrepairable")
     func generatedHistories() throws {
         var generator = SplitMix64(seed: 0x5EED)
         var repaired = 0
         for _ in 0..<1000 {
-            let (messages, repairable) = randomHistory(using: &generator)
+            var (messages, repairable) = randomHistory(using: &generator)
+            let prompts = Bool.random(using: &generator) ? ["sys"] : []
+            if prompts.isEmpty, let first = messages.first, first.role == .assistant, !first.toolCalls.isEmpty {
+                repairable = false
+            }
+            if prompts.isEmpty, messages.count == 1, messages[0].role == .assistant { repairable = false }
             let choice = [ToolChoice.auto, .any, .required, .function(name: "lookup"), .none].randomElement(using: &generator)
             do {
-                let fixed = try MessageFixups.apply(system: ["sys"], messages: messages, toolChoice: choice)
+                let fixed = try MessageFixups.apply(system: prompts, messages: messages, toolChoice: choice)
                 #expect(repairable, "accepted an unrepairable history: \(messages)")
                 #expect(mistralRuleViolation(fixed.messages) == nil, "\(messages) -> \(fixed.messages)")
                 if fixed.messages.last?.prefix == true { #expect(fixed.toolChoice == .auto || fixed.toolChoice == ToolChoice.none) }

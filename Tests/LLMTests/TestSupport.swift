@@ -30,6 +30,9 @@ func tool(_ id: String?, _ result: String = "ok") -> ChatMessage {
 /// (the strict pre-2026-04-27 form: no `user` after `tool`); returns the first violation.
 func mistralRuleViolation(_ messages: [ChatMessage]) -> String? {
     guard let last = messages.last else { return "Conversation must have at least one message" }
+    if let first = messages.first, first.role == .assistant, !first.toolCalls.isEmpty {
+        return "Unexpected tool message (the first message's calls are not counted)"
+    }
     if messages.count == 1, last.role != .user, last.role != .system {
         return "Conversation must start with a user message or system message"
     }
