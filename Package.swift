@@ -58,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "agentd",
             dependencies: [
-                "AgentDaemon", "AgentCore",
+                "AgentDaemon", "AgentCore", "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,0 +1,101 @@
+import LLM
+
+/// How an agent reaches Mistral (CONTRACT §2 `mode`).
+public enum AgentMode: String, Sendable, CaseIterable {
+    /// A model over `/v1/chat/completions`, with this file's system prompt and tools.
+    case normal
+    /// A Mistral agent (`agent_id`) that owns its instructions and tools.
+    case agent
+}
+
+/// Where and how a socket is created.
+public struct SocketSettings: Sendable, Equatable {
+    /// nil: the default place under the socket directory.
+    public var path: String?
+    public var mode: UInt32
+    /// nil: the daemon's default group.
+    public var group: String?
+
+    public init(path: String? = nil, mode: UInt32, group: String? = nil) {
+        self.path = path
+        self.mode = mode
+        self.group = group
+    }
+}
+
+/// Who may connect (CONTRACT §2 `allow`); every name was checked to exist when loaded.
+public struct AccessList: Sendable, Equatable {
+    public var users: [String]
+    public var groups: [String]
+
+    public init(users: [String] = [], groups: [String] = []) {
+        self.users = users
+        self.groups = groups
+    }
+}
+
+/// Load limits of one agent (CONTRACT §2 `limits`).
+public struct Limits: Sendable, Equatable {
+    /// Upstream calls in flight at once.
+    public var maxConcurrent = 16
+    /// Requests waiting beyond `maxConcurrent`; more are rejected with `overloaded`.
+    public var queue = 64
+    public var timeouts = Timeouts()
+    /// Longest request line accepted.
+    public var maxRequestBytes = 1_048_576
+
+    public init() {}
+}
+
+/// One agent, as loaded from `agents.d/<name>.yaml`.
+public struct AgentDefinition: Sendable, Equatable {
+    /// The file stem.
+    public var name: String
+    /// The path it was loaded from.
+    public var file: String
+    public var description: String?
+    public var mode: AgentMode
+    public var upstream: Upstream
+    /// Normal mode only.
+    public var system: [String]
+    /// Normal mode only.
+    public var tools: [ToolSpec]
+    public var options: GenerationOptions
+    public var socket: SocketSettings
+    public var allow: AccessList?
+    public var limits: Limits
+    public var retry: RetryPolicy
+
+    public init(
+        name: String, file: String, description: String? = nil, mode: AgentMode, upstream: Upstream,
+        system: [String] = [], tools: [ToolSpec] = [], options: GenerationOptions = .init(),
+        socket: SocketSettings = SocketSettings(mode: 0o660), allow: AccessList? = nil, limits: Limits = .init(),
+        retry: RetryPolicy = .init()
+    ) {
+        self.name = name
+        self.file = file
+        self.description = description
+        self.mode = mode
+        self.upstream = upstream
+        self.system = system
+        self.tools = tools
+        self.options = options
+        self.socket = socket
+        self.allow = allow
+        self.limits = limits
+        self.retry = retry
+    }
+
+    /// The model (normal mode) or the Mistral agent id (agent mode).
+    public var modelOrAgentID: String {
+        switch upstream {
+        case .chatCompletions(let model): model
+        case .conversations(let agentID), .agentCompletions(let agentID): agentID
+        }
+    }
+}
+
+extension AgentDefinition {
+    /// One line for listings: `support (normal, mistral-small-latest)`.
+    public var summary: String { "\(name) (\(mode.rawValue), \(modelOrAgentID))" }
+}

@@ -1,0 +1,403 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import JSON
+import LLM
+import YAML
+
+/// The outcome of loading an agents directory: every file either loaded or has diagnostics.
+public struct AgentDirectory: Sendable, Equatable {
+    /// The files that loaded, sorted by name.
+    public var agents: [AgentDefinition]
+    /// File path -> its diagnostics, for every file that did not load.
+    public var failures: [String: [Diagnostic]]
+
+    public init(agents: [AgentDefinition], failures: [String: [Diagnostic]]) {
+        self.agents = agents
+        self.failures = failures
+    }
+
+    /// Every diagnostic, sorted by file, line and column.
+    public var diagnostics: [Diagnostic] { failures.values.flatMap { $0 }.sorted(by: Diagnostic.byPosition) }
+}
+
+/// Loads agent definitions (CONTRACT §2) with a diagnostic for every problem.
+public enum AgentLoader {
+    /// What an agent name (the file stem) must look like.
+    public static let namePattern = "^[a-z0-9][a-z0-9_-]{0,62}$"
+    /// The extensions of agent files in a directory; other files and dotfiles are ignored.
+    public static let fileExtensions = [".yaml", ".yml"]
+
+    public static func isValidName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard (1...63).contains(bytes.count), isLowerAlphanumeric(bytes[0]) else { return false }
+        return bytes.allSatisfy { isLowerAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+    }
+
+    private static func isLowerAlphanumeric(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+    }
+
+    /// Loads one file; the agent's name is the file name without its extension. Symlinks are
+    /// followed.
+    public static func loadFile(_ path: String) -> Result<AgentDefinition, DiagnosticList> {
+        let fileLevel = { (message: String) in
+            Result<AgentDefinition, DiagnosticList>.failure(
+                DiagnosticList([Diagnostic(file: path, line: 1, column: 1, message: message)]))
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try ConfigFile.contents(of: path)
+        } catch {
+            switch error {
+            case .missing: return fileLevel("cannot open file: No such file or directory")
+            case .failed(let message): return fileLevel(message)
+            }
+        }
+        switch ConfigFile.parse(bytes, file: path) {
+        case .failure(let diagnostics): return .failure(diagnostics)
+        case .success(let root): return definition(from: root, file: path, name: stem(of: path))
+        }
+    }
+
+    /// Loads every `*.yaml` and `*.yml` file of `path`. Throws only when the directory itself
+    /// cannot be read; a bad file never hides the others.
+    public static func loadDirectory(_ path: String) throws(Diagnostic) -> AgentDirectory {
+        let files = try agentFiles(in: path)
+        var agents: [AgentDefinition] = []
+        var failures: [String: [Diagnostic]] = [:]
+        for file in files {
+            switch loadFile(file) {
+            case .success(let agent): agents.append(agent)
+            case .failure(let list): failures[file] = list.diagnostics
+            }
+        }
+        // Two files for one name (`x.yaml` and `x.yml`): neither is loaded, since which one
+        // was meant cannot be known.
+        let byName = Dictionary(grouping: files, by: { stem(of: $0) })
+        for (name, paths) in byName where paths.count > 1 {
+            for file in paths {
+                let others = paths.filter { $0 != file }.map(basename).joined(separator: ", ")
+                let diagnostic = Diagnostic(
+                    file: file, line: 1, column: 1,
+                    message: "agent '\(name)' is also defined by \(others); each agent needs exactly one file")
+                failures[file, default: []].insert(diagnostic, at: 0)
+            }
+            agents.removeAll { $0.name == name }
+        }
+        return AgentDirectory(agents: agents.sorted { $0.name < $1.name }, failures: failures)
+    }
+
+    /// The agent files of a directory, sorted.
+    static func agentFiles(in path: String) throws(Diagnostic) -> [String] {
+        guard let directory = opendir(path) else {
+            throw Diagnostic(
+                file: path, line: 0, column: 0,
+                message: "cannot read agents directory: \(String(cString: strerror(errno)))")
+        }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafePointer(to: &entry.pointee.d_name) {
+                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            guard !name.hasPrefix("."), fileExtensions.contains(where: { name.hasSuffix($0) }) else { continue }
+            names.append(name)
+        }
+        let separator = path.hasSuffix("/") ? "" : "/"
+        return names.sorted().map { path + separator + $0 }
+    }
+
+    static func basename(_ path: String) -> String {
+        path.split(separator: "/", omittingEmptySubsequences: true).last.map(String.init) ?? path
+    }
+
+    /// The file name without its extension.
+    static func stem(of path: String) -> String {
+        let name = basename(path)
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return name }
+        return String(name[..<dot])
+    }
+
+    /// An agent definition from a parsed file.
+    static func definition(from root: YAMLNode?, file: String, name: String) -> Result<AgentDefinition, DiagnosticList> {
+        var reader = AgentFileReader(checker: NodeChecker(file: file))
+        let agent = reader.read(root, name: name)
+        let diagnostics = reader.checker.diagnostics
+        if let agent, diagnostics.isEmpty { return .success(agent) }
+        return .failure(DiagnosticList(diagnostics))
+    }
+}
+
+/// Reads the keys of one agent file, in the order that lets later keys be checked against
+/// earlier ones (mode before everything, tools before tool_choice).
+private struct AgentFileReader {
+    var checker: NodeChecker
+
+    private static let structureKeys = [
+        "description", "mode", "model", "agent_id", "agent_api", "system", "tools", "socket", "allow", "limits",
+        "retry",
+    ]
+    private static let topLevelKeys = structureKeys + OptionRules.keys
+    /// Keys that only one mode accepts, with the reason given when the other mode uses them.
+    private static let modeOnlyKeys: [String: (mode: AgentMode, reason: String)] = [
+        "system": (.normal, "is only valid in normal mode: in agent mode the Mistral agent owns its instructions"),
+        "tools": (.normal, "is only valid in normal mode: in agent mode the Mistral agent owns its tools"),
+        "agent_id": (.agent, "is only valid in agent mode (add `mode: agent`)"),
+        "agent_api": (.agent, "is only valid in agent mode (add `mode: agent`)"),
+    ]
+
+    mutating func read(_ root: YAMLNode?, name: String) -> AgentDefinition? {
+        let start = Mark(line: 1, column: 1)
+        if !AgentLoader.isValidName(name) {
+            checker.error(
+                at: start,
+                "agent name '\(name)' (the file name without its extension) must match \(AgentLoader.namePattern)")
+        }
+        guard let root else {
+            checker.error(at: start, "empty file: expected a mapping with at least `model` or `agent_id`")
+            return nil
+        }
+        guard let fields = checker.fields(of: root, path: "", known: Self.topLevelKeys) else { return nil }
+
+        let mode = readMode(fields)
+        for field in fields.all {
+            if let rule = Self.modeOnlyKeys[field.name], rule.mode != mode {
+                checker.error(field.key, "'\(field.name)' \(rule.reason)")
+            }
+        }
+        let upstream = readUpstream(fields, mode: mode, rootMark: root.mark)
+        let tools = mode == .normal ? fields["tools"].flatMap { readTools($0) } ?? [] : []
+        let agentAPI: AgentAPI? =
+            switch upstream {
+            case .conversations: .conversations
+            case .agentCompletions: .completions
+            case .chatCompletions, nil: nil
+            }
+        let context = OptionContext(mode: mode, agentAPI: agentAPI, toolNames: tools.map(\.name))
+        let options = readOptions(fields, context: context)
+        var agent = AgentDefinition(
+            name: name, file: checker.file, mode: mode, upstream: upstream ?? .chatCompletions(model: ""),
+            tools: tools, options: options)
+        if let node = fields["description"] { agent.description = checker.string(node, path: "description") }
+        if mode == .normal, let node = fields["system"] {
+            agent.system = checker.strings(node, path: "system", allowSingle: true)?.map { $0.0 } ?? []
+        }
+        if let node = fields["socket"] { agent.socket = readSocket(node) ?? agent.socket }
+        if let node = fields["allow"] { agent.allow = readAllow(node) }
+        if let node = fields["limits"] { agent.limits = readLimits(node) ?? agent.limits }
+        if let node = fields["retry"] { agent.retry = readRetry(node) ?? agent.retry }
+        return upstream == nil ? nil : agent
+    }
+
+    private mutating func readMode(_ fields: Fields) -> AgentMode {
+        guard let node = fields["mode"] else { return .normal }
+        if let text = checker.choice(node, path: "mode", from: AgentMode.allCases.map(\.rawValue)) {
+            return AgentMode(rawValue: text) ?? .normal
+        }
+        // Judge the other keys by the mode the file most likely meant.
+        return fields["agent_id"] == nil ? .normal : .agent
+    }
+
+    private static func isAgentID(_ text: String) -> Bool {
+        let body = text.dropFirst(3)
+        guard text.hasPrefix("ag_") || text.hasPrefix("ag:"), !body.isEmpty else { return false }
+        return body.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_-:.".contains($0)) }
+    }
+
+    private mutating func readUpstream(_ fields: Fields, mode: AgentMode, rootMark: Mark) -> Upstream? {
+        let model = fields["model"].flatMap { checker.nonEmptyString($0, path: "model") }
+        switch mode {
+        case .normal:
+            guard let modelNode = fields["model"] else {
+                checker.error(at: rootMark, "missing 'model' (required in normal mode)")
+                return nil
+            }
+            guard let model else { return nil }
+            if Self.isAgentID(model) {
+                checker.error(modelNode, "model: '\(model)' is a Mistral agent id; add `mode: agent` to use it")
+                return nil
+            }
+            return .chatCompletions(model: model)
+        case .agent:
+            var agentID: String?
+            if let node = fields["agent_id"] {
+                agentID = checker.nonEmptyString(node, path: "agent_id")
+                if let modelKey = fields.key("model") {
+                    checker.error(modelKey, "'model' and 'agent_id' both given; in agent mode give only agent_id")
+                    return nil
+                }
+                if let id = agentID, !Self.isAgentID(id) {
+                    checker.error(node, "agent_id: '\(id)' is not a Mistral agent id (ag_... or ag:...)")
+                    return nil
+                }
+            } else if let modelNode = fields["model"] {
+                guard let model else { return nil }
+                guard Self.isAgentID(model) else {
+                    checker.error(
+                        modelNode,
+                        "model: in agent mode 'model' only stands for agent_id and must be an agent id (ag_... or ag:...), got '\(model)'; the Mistral agent chooses its model"
+                    )
+                    return nil
+                }
+                agentID = model
+            } else {
+                checker.error(at: rootMark, "missing 'agent_id' (required in agent mode)")
+                return nil
+            }
+            guard let agentID else { return nil }
+            let api = fields["agent_api"].map {
+                checker.choice($0, path: "agent_api", from: AgentAPI.allCases.map(\.rawValue))
+                    .flatMap(AgentAPI.init(rawValue:))
+            }
+            switch api {
+            case nil, .conversations?: return .conversations(agentID: agentID)
+            case .completions?: return .agentCompletions(agentID: agentID)
+            case .some(nil): return nil
+            }
+        }
+    }
+
+    private mutating func readTools(_ node: YAMLNode) -> [ToolSpec]? {
+        guard let items = node.sequence else {
+            checker.error(node, "tools: expected a list of tools, got \(node.kindName)")
+            return nil
+        }
+        var tools: [ToolSpec] = []
+        var firstMark: [String: Mark] = [:]
+        for (index, item) in items.enumerated() {
+            let path = "tools[\(index)]"
+            guard let fields = checker.fields(of: item, path: path, known: ["name", "description", "parameters"]) else {
+                continue
+            }
+            guard let nameNode = fields["name"] else {
+                checker.error(item, "\(path): missing 'name'")
+                continue
+            }
+            guard let name = checker.string(nameNode, path: "\(path).name") else { continue }
+            guard name.utf8.count <= 64, !name.isEmpty,
+                name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") })
+            else {
+                checker.error(nameNode, "\(path).name: '\(name)' must match ^[a-zA-Z0-9_-]{1,64}$")
+                continue
+            }
+            if let first = firstMark[name] {
+                checker.error(nameNode, "\(path).name: duplicate tool name '\(name)' (first at \(first))")
+                continue
+            }
+            firstMark[name] = nameNode.mark
+            var tool = ToolSpec(name: name, parameters: ["type": "object", "properties": [:]])
+            if let description = fields["description"] {
+                tool.description = checker.string(description, path: "\(path).description") ?? ""
+            }
+            if let parameters = fields["parameters"] {
+                guard let schema = checker.json(parameters, path: "\(path).parameters") else { continue }
+                guard schema.objectValue != nil, schema["type"] == "object" else {
+                    checker.error(
+                        parameters, "\(path).parameters: must be a JSON Schema object with `type: object`")
+                    continue
+                }
+                tool.parameters = schema
+            }
+            tools.append(tool)
+        }
+        return tools
+    }
+
+    private mutating func readOptions(_ fields: Fields, context: OptionContext) -> GenerationOptions {
+        var options = GenerationOptions()
+        for field in fields.all {
+            guard let rule = OptionRules.rule(field.name) else { continue }
+            if let reason = rule.unavailable(context) {
+                checker.error(field.key, "'\(field.name)' \(reason)")
+                continue
+            }
+            guard let value = checker.json(field.value, path: field.name) else { continue }
+            do {
+                try rule.apply(value, context, &options)
+            } catch {
+                checker.error(field.value.descendant(at: error.path), "\(field.name)\(error.pathText): \(error.message)")
+            }
+        }
+        return options
+    }
+
+    private mutating func readSocket(_ node: YAMLNode) -> SocketSettings? {
+        guard let fields = checker.fields(of: node, path: "socket", known: ["path", "mode", "group"]) else { return nil }
+        var socket = SocketSettings(mode: 0o660)
+        if let node = fields["path"], let path = checker.nonEmptyString(node, path: "socket.path") {
+            if !path.hasPrefix("/") {
+                checker.error(node, "socket.path: must be an absolute path, got '\(path)'")
+            } else if path.utf8.count > 107 {
+                checker.error(node, "socket.path: longer than the 107 bytes a Unix socket path may have")
+            }
+            socket.path = path
+        }
+        if let node = fields["mode"] { socket.mode = checker.octalMode(node, path: "socket.mode") ?? socket.mode }
+        if let node = fields["group"] { socket.group = checker.group(node, path: "socket.group") }
+        return socket
+    }
+
+    private mutating func readAllow(_ node: YAMLNode) -> AccessList? {
+        guard let fields = checker.fields(of: node, path: "allow", known: ["users", "groups"]) else { return nil }
+        let users = fields["users"].flatMap { checker.strings($0, path: "allow.users", allowSingle: true) } ?? []
+        let groups = fields["groups"].flatMap { checker.strings($0, path: "allow.groups", allowSingle: true) } ?? []
+        if users.isEmpty, groups.isEmpty {
+            checker.error(node, "allow: names no users or groups, so nobody could connect; remove it to allow everyone")
+        }
+        return AccessList(
+            users: users.compactMap { checker.user($0.1, path: "allow.users") },
+            groups: groups.compactMap { checker.group($0.1, path: "allow.groups") })
+    }
+
+    private mutating func readLimits(_ node: YAMLNode) -> Limits? {
+        let known = ["max_concurrent", "queue", "timeout", "first_byte_timeout", "idle_timeout", "max_request_bytes"]
+        guard let fields = checker.fields(of: node, path: "limits", known: known) else { return nil }
+        var limits = Limits()
+        if let node = fields["max_concurrent"] {
+            limits.maxConcurrent = checker.integer(node, path: "limits.max_concurrent", in: 1...10_000) ?? limits.maxConcurrent
+        }
+        if let node = fields["queue"] {
+            limits.queue = checker.integer(node, path: "limits.queue", in: 0...100_000) ?? limits.queue
+        }
+        if let node = fields["timeout"] {
+            limits.timeouts.total = checker.duration(node, path: "limits.timeout") ?? limits.timeouts.total
+        }
+        if let node = fields["first_byte_timeout"] {
+            limits.timeouts.firstByte =
+                checker.duration(node, path: "limits.first_byte_timeout") ?? limits.timeouts.firstByte
+        }
+        if let node = fields["idle_timeout"] {
+            limits.timeouts.idle = checker.duration(node, path: "limits.idle_timeout") ?? limits.timeouts.idle
+        }
+        if let node = fields["max_request_bytes"] {
+            limits.maxRequestBytes =
+                checker.integer(node, path: "limits.max_request_bytes", in: 1024...(64 << 20)) ?? limits.maxRequestBytes
+        }
+        return limits
+    }
+
+    private mutating func readRetry(_ node: YAMLNode) -> RetryPolicy? {
+        guard let fields = checker.fields(of: node, path: "retry", known: ["attempts", "base_delay", "max_delay"]) else {
+            return nil
+        }
+        var retry = RetryPolicy()
+        if let node = fields["attempts"] {
+            retry.attempts = checker.integer(node, path: "retry.attempts", in: 1...10) ?? retry.attempts
+        }
+        if let node = fields["base_delay"] {
+            retry.baseDelay = checker.duration(node, path: "retry.base_delay") ?? retry.baseDelay
+        }
+        if let node = fields["max_delay"] {
+            retry.maxDelay = checker.duration(node, path: "retry.max_delay") ?? retry.maxDelay
+        }
+        if retry.maxDelay < retry.baseDelay {
+            checker.error(
+                fields["max_delay"] ?? fields["base_delay"] ?? node,
+                "retry: max_delay (\(retry.maxDelay)) is shorter than base_delay (\(retry.baseDelay))")
+        }
+        return retry
+    }
+}

@@ -1,0 +1,35 @@
+/// Parsers for the value formats of the configuration files.
+enum ConfigValues {
+    /// `500ms`, `30s`, `2m`: a positive whole number and one of those units. Hours are left
+    /// out on purpose: every timeout agentd has is measured in seconds or minutes.
+    static func duration(_ text: String) -> Result<Duration, OptionProblem> {
+        let digits = text.prefix { $0.isASCII && $0.isNumber }
+        let unit = text.dropFirst(digits.count)
+        let example = "a duration such as 500ms, 30s or 2m"
+        guard !digits.isEmpty, let amount = Int64(digits) else {
+            return .failure(OptionProblem("expected \(example), got '\(text)'"))
+        }
+        let duration: Duration
+        switch unit {
+        case "ms": duration = .milliseconds(amount)
+        case "s": duration = .seconds(amount)
+        case "m" where amount <= Int64.max / 60: duration = .seconds(amount * 60)
+        case "": return .failure(OptionProblem("'\(text)' has no unit; expected \(example)"))
+        default: return .failure(OptionProblem("unknown unit '\(unit)' in '\(text)'; use ms, s or m"))
+        }
+        guard duration > .zero else { return .failure(OptionProblem("must be longer than zero, got '\(text)'")) }
+        return .success(duration)
+    }
+
+    /// `"0660"` or `"660"`: permission bits only (no setuid, setgid or sticky bit).
+    static func octalMode(_ text: String) -> Result<UInt32, OptionProblem> {
+        let digits = text.hasPrefix("0o") ? text.dropFirst(2) : Substring(text)
+        guard (3...4).contains(digits.count), let mode = UInt32(digits, radix: 8) else {
+            return .failure(OptionProblem("expected an octal mode such as \"0660\", got '\(text)'"))
+        }
+        guard mode <= 0o777 else {
+            return .failure(OptionProblem("mode '\(text)' sets bits beyond the permission bits (0777)"))
+        }
+        return .success(mode)
+    }
+}

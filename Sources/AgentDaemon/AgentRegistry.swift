@@ -1,0 +1,156 @@
+import AgentCore
+import Glibc
+import JSON
+import Synchronization
+
+/// The outcome of a reload (or of the first load at start), as `reload` reports it.
+struct ReloadReport: Sendable {
+    var time: Double
+    var added: [String] = []
+    var changed: [String] = []
+    var removed: [String] = []
+    var unchanged: [String] = []
+    var errors: [Diagnostic] = []
+
+    var ok: Bool { errors.isEmpty }
+
+    var summary: String {
+        var parts = ["\(added.count) added", "\(changed.count) changed", "\(removed.count) removed"]
+        parts.append("\(unchanged.count) unchanged")
+        if !errors.isEmpty { parts.append("\(errors.count) error\(errors.count == 1 ? "" : "s")") }
+        return parts.joined(separator: ", ")
+    }
+
+    var json: JSONValue {
+        [
+            "added": .array(added.map(JSONValue.string)), "changed": .array(changed.map(JSONValue.string)),
+            "removed": .array(removed.map(JSONValue.string)), "unchanged": .array(unchanged.map(JSONValue.string)),
+            "errors": .array(errors.map(\.json)),
+        ]
+    }
+}
+
+extension Diagnostic {
+    var json: JSONValue {
+        [
+            "file": .string(file), "line": .int(Int64(line)), "column": .int(Int64(column)),
+            "message": .string(message),
+        ]
+    }
+}
+
+/// The agents in service and their sockets; applies a freshly loaded agents directory.
+///
+/// Last-known-good per file: a file that fails keeps its previous definition in service
+/// (`stale`). Unchanged agents keep their socket untouched; changed ones keep it unless its
+/// path, mode or group changed; removed ones stop accepting and lose their socket file while
+/// their open connections finish.
+final class AgentRegistry: Sendable {
+    struct Entry: Sendable {
+        let runtime: AgentRuntime
+        let listener: Listener
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+    private let config: DaemonConfig
+    private let bindAgent: @Sendable (AgentRuntime, SocketBinding) async throws -> Listener
+
+    init(
+        config: DaemonConfig,
+        bindAgent: @escaping @Sendable (AgentRuntime, SocketBinding) async throws -> Listener
+    ) {
+        self.config = config
+        self.bindAgent = bindAgent
+    }
+
+    func runtime(named name: String) -> AgentRuntime? { entries.withLock { $0[name]?.runtime } }
+
+    var all: [Entry] { entries.withLock { $0.values.sorted { $0.runtime.name < $1.runtime.name } } }
+
+    /// The largest request line any agent accepts: the control socket's bound, since `chat`
+    /// lines carry requests for any agent.
+    var largestRequestBytes: Int {
+        entries.withLock { $0.values.map(\.runtime.definition.limits.maxRequestBytes).max() } ?? 1_048_576
+    }
+
+    func socketBinding(for definition: AgentDefinition) -> SocketBinding {
+        SocketBinding(
+            path: definition.socket.path ?? "\(config.socketDir)/agents/\(definition.name).sock",
+            mode: definition.socket.mode,
+            group: (definition.socket.group ?? config.socketGroup).flatMap { name in getgrnam(name)?.pointee.gr_gid })
+    }
+
+    /// Brings the served agents in line with `directory`.
+    func apply(_ directory: AgentDirectory) async -> ReloadReport {
+        var report = ReloadReport(time: Double(time(nil)))
+        report.errors = directory.diagnostics
+        let current = entries.withLock { $0 }
+        let loadedNames = Set(directory.agents.map(\.name))
+        let failedNames = Set(directory.failures.keys.compactMap(Self.agentName(ofFile:)))
+
+        for definition in directory.agents {
+            let binding = socketBinding(for: definition)
+            guard let entry = current[definition.name] else {
+                do {
+                    let runtime = AgentRuntime(definition: definition)
+                    let listener = try await bindAgent(runtime, binding)
+                    entries.withLock { $0[definition.name] = Entry(runtime: runtime, listener: listener) }
+                    report.added.append(definition.name)
+                } catch {
+                    report.errors.append(Diagnostic(file: definition.file, line: 1, column: 1, message: "\(error)"))
+                }
+                continue
+            }
+            if entry.runtime.definition == definition {
+                entry.runtime.replace(with: definition)  // clears a `stale` mark left by an earlier failure
+                report.unchanged.append(definition.name)
+                continue
+            }
+            if entry.listener.binding != binding {
+                do {
+                    await entry.listener.stop()
+                    let listener = try await bindAgent(entry.runtime, binding)
+                    entries.withLock { $0[definition.name] = Entry(runtime: entry.runtime, listener: listener) }
+                } catch {
+                    report.errors.append(Diagnostic(file: definition.file, line: 1, column: 1, message: "\(error)"))
+                    entry.runtime.markRemoved()
+                    entries.withLock { _ = $0.removeValue(forKey: definition.name) }
+                    report.removed.append(definition.name)
+                    continue
+                }
+            }
+            entry.runtime.replace(with: definition)
+            report.changed.append(definition.name)
+        }
+
+        for (name, entry) in current where !loadedNames.contains(name) {
+            if failedNames.contains(name) {
+                entry.runtime.markStale()
+                continue
+            }
+            entry.runtime.markRemoved()
+            await entry.listener.stop()
+            entries.withLock { _ = $0.removeValue(forKey: name) }
+            report.removed.append(name)
+        }
+        report.added.sort()
+        report.changed.sort()
+        report.removed.sort()
+        report.unchanged.sort()
+        return report
+    }
+
+    /// Stops every listener (shutdown); open connections carry on until closed.
+    func stopAll() async {
+        for entry in all { await entry.listener.stop() }
+    }
+
+    /// The agent a file defines: its stem, when the stem is a valid name.
+    static func agentName(ofFile path: String) -> String? {
+        let file = path.split(separator: "/").last.map(String.init) ?? path
+        for suffix in [".yaml", ".yml"] where file.hasSuffix(suffix) {
+            return String(file.dropLast(suffix.count))
+        }
+        return nil
+    }
+}

@@ -1,0 +1,213 @@
+import AgentProtocol
+import Glibc
+import JSON
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The requests in flight on one connection, by id, so `cancel` lines and a disconnect can
+/// reach them.
+final class ConnectionState: Sendable {
+    private let inFlight = Mutex<[RequestID: RequestHandle]>([:])
+
+    /// False when a request with this id is already in flight here.
+    func register(_ id: RequestID, _ handle: RequestHandle) -> Bool {
+        inFlight.withLock { requests in
+            guard requests[id] == nil else { return false }
+            requests[id] = handle
+            return true
+        }
+    }
+
+    func finish(_ id: RequestID) {
+        _ = inFlight.withLock { $0.removeValue(forKey: id) }
+    }
+
+    /// False when no request with this id is in flight here.
+    func cancel(_ id: RequestID, reason: ErrorInfo) -> Bool {
+        guard let handle = inFlight.withLock({ $0[id] }) else { return false }
+        handle.cancel(reason)
+        return true
+    }
+
+    func cancelAll(reason: ErrorInfo) {
+        for handle in inFlight.withLock({ Array($0.values) }) { handle.cancel(reason) }
+    }
+
+    var count: Int { inFlight.withLock { $0.count } }
+}
+
+/// Writes event lines to a connection, waiting while the client is not reading.
+struct ChannelSink: EventSink {
+    let writer: NIOAsyncChannelOutboundWriter<ByteBuffer>
+
+    func send(_ event: JSONValue) async throws {
+        try await writer.write(ByteBuffer(bytes: Event.line(event)))
+    }
+}
+
+/// What a connection's lines are for.
+enum ConnectionRoute: Sendable {
+    case agent(AgentRuntime)
+    case control
+}
+
+/// Serves one accepted connection until the client closes it: decodes lines, runs requests
+/// concurrently, answers cancels, and cancels whatever is left when the client disconnects.
+struct ConnectionHandler: Sendable {
+    let route: ConnectionRoute
+    let runner: RequestRunner
+    let control: ControlCommands
+    let tracker: ConnectionTracker
+    let decoder: WireDecoder
+
+    func serve(_ channel: NIOAsyncChannel<InboundLine, ByteBuffer>) async {
+        let state = ConnectionState()
+        let peer = await Self.peerIdentity(of: channel.channel)
+        guard let registration = tracker.open(state, channel: channel.channel) else {
+            // Over max_connections: one clear refusal, then close.
+            try? await channel.executeThenClose { _, outbound in
+                try await ChannelSink(writer: outbound).send(
+                    Event.error(
+                        id: nil,
+                        ErrorInfo(
+                            code: .overloaded, message: "too many connections (max_connections \(tracker.limit))",
+                            retryable: true)))
+            }
+            return
+        }
+        defer { tracker.close(registration) }
+        // A full disconnect closes the channel (EPOLLHUP); a half-close only ends the input,
+        // and the requests already sent still get their answers.
+        channel.channel.closeFuture.whenComplete { _ in state.cancelAll(reason: .clientDisconnected) }
+
+        try? await channel.executeThenClose { inbound, outbound in
+            let sink = ChannelSink(writer: outbound)
+            await withDiscardingTaskGroup { group in
+                do {
+                    for try await item in inbound {
+                        switch item {
+                        case .tooLarge(let limit):
+                            try await sink.send(
+                                Event.error(
+                                    id: nil,
+                                    ErrorInfo(
+                                        code: .requestTooLarge,
+                                        message: "request line exceeds max_request_bytes (\(limit) bytes); discarded")))
+                        case .line(let bytes):
+                            if let work = try await handle(line: bytes, state: state, peer: peer, sink: sink) {
+                                group.addTask { await work() }
+                            }
+                        }
+                    }
+                } catch {
+                    // The input failed (reset) or the client stopped taking events: nothing more to read.
+                }
+            }
+        }
+    }
+
+    /// Answers a line at once, or returns the work to run concurrently with later lines.
+    private func handle(
+        line: ByteBuffer, state: ConnectionState, peer: PeerIdentity?, sink: ChannelSink
+    ) async throws -> (@Sendable () async -> Void)? {
+        switch decoder.decode(line.readableBytesView) {
+        case .failure(let error):
+            try await sink.send(Event.error(id: error.id, error.info))
+            return nil
+        case .success(.cancel(let id)):
+            if !state.cancel(id, reason: .cancelledByClient) {
+                try await sink.send(
+                    Event.error(
+                        id: id,
+                        ErrorInfo(code: .unknownRequest, message: "no request with id \(id) is in flight on this connection")))
+            }
+            return nil
+        case .success(.chat(let request)):
+            guard case .agent(let agent) = route else {
+                try await sink.send(
+                    Event.error(
+                        id: request.id,
+                        ErrorInfo(code: .badRequest, message: "command: required on the control socket (list, status, reload, chat)")))
+                return nil
+            }
+            return try await admit(request, to: agent, state: state, peer: peer, sink: sink)
+        case .success(.control(let id, let command, let body)):
+            if command == "chat" {
+                switch control.chatTarget(id: id, body: body, decoder: decoder) {
+                case .failure(let error):
+                    try await sink.send(Event.error(id: id, error.info))
+                    return nil
+                case .success(let (request, agent)):
+                    return try await admit(request, to: agent, state: state, peer: nil, sink: sink)
+                }
+            }
+            let reply = await control.run(id: id, command: command, body: body)
+            try await sink.send(reply)
+            return nil
+        }
+    }
+
+    private func admit(
+        _ request: ChatRequest, to agent: AgentRuntime, state: ConnectionState, peer: PeerIdentity?, sink: ChannelSink
+    ) async throws -> (@Sendable () async -> Void)? {
+        if tracker.isShuttingDown {
+            try await sink.send(Event.error(id: request.id, ErrorInfo(code: .shuttingDown, message: "agentd is shutting down", retryable: true)))
+            return nil
+        }
+        if agent.isRemoved {
+            try await sink.send(
+                Event.error(
+                    id: request.id, ErrorInfo(code: .unknownAgent, message: "agent \(agent.name) was removed by a reload")))
+            return nil
+        }
+        if let peer, !peer.isAllowed(by: agent.definition.allow) {
+            try await sink.send(
+                Event.error(
+                    id: request.id,
+                    ErrorInfo(
+                        code: .forbidden,
+                        message: "uid \(peer.uid) (\(peer.userName ?? "unknown user")) is not allowed to use agent \(agent.name)")))
+            return nil
+        }
+        let handle = RequestHandle()
+        guard state.register(request.id, handle) else {
+            try await sink.send(
+                Event.error(
+                    id: request.id,
+                    ErrorInfo(code: .badRequest, message: "id: a request with id \(request.id) is already in flight on this connection")))
+            return nil
+        }
+        let runner = runner
+        let tracker = tracker
+        return {
+            let task = Task {
+                await runner.run(request, on: agent, handle: handle, peer: peer?.runnerPeer, sink: sink)
+            }
+            handle.attach(task)
+            tracker.started(handle)
+            await withTaskCancellationHandler {
+                await task.value
+            } onCancel: {
+                handle.cancel(.clientDisconnected)
+            }
+            tracker.finished(handle)
+            state.finish(request.id)
+        }
+    }
+
+    /// `struct ucred` of SO_PEERCRED; Glibc hides its own declaration behind _GNU_SOURCE.
+    struct PeerCredentials: Sendable {
+        var pid: Int32
+        var uid: UInt32
+        var gid: UInt32
+    }
+
+    static func peerIdentity(of channel: any Channel) async -> PeerIdentity? {
+        guard let provider = channel as? any SocketOptionProvider else { return nil }
+        let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
+            level: .socket, name: NIOBSDSocket.Option(rawValue: SO_PEERCRED))
+        guard let credentials = try? await future.get() else { return nil }
+        return PeerIdentity(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid)
+    }
+}

@@ -1,0 +1,74 @@
+import Glibc
+import NIOCore
+import NIOPosix
+
+/// Where and how a socket is bound; a reload rebinds an agent only when this changes.
+struct SocketBinding: Sendable, Equatable {
+    var path: String
+    var mode: UInt32
+    var group: gid_t?
+}
+
+/// One listening Unix socket and the task that accepts on it.
+final class Listener: Sendable {
+    let binding: SocketBinding
+    private let inode: UInt64
+    private let serverChannel: any Channel
+    private let acceptLoop: Task<Void, Never>
+
+    private init(binding: SocketBinding, inode: UInt64, serverChannel: any Channel, acceptLoop: Task<Void, Never>) {
+        self.binding = binding
+        self.inode = inode
+        self.serverChannel = serverChannel
+        self.acceptLoop = acceptLoop
+    }
+
+    /// Binds `address` and serves each connection with `handler`, concurrently.
+    static func start(
+        _ address: SocketBinding, on group: any EventLoopGroup, maxLineBytes: @escaping @Sendable () -> Int,
+        handler: ConnectionHandler
+    ) async throws -> Listener {
+        let bound = try UnixSocket.listen(path: address.path, mode: address.mode, group: address.group)
+        let server: NIOAsyncChannel<NIOAsyncChannel<InboundLine, ByteBuffer>, Never>
+        do {
+            server = try await ServerBootstrap(group: group)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .bind(bound.descriptor) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(LineFramer(maxLineBytes: maxLineBytes)))
+                        return try NIOAsyncChannel<InboundLine, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            close(bound.descriptor)
+            UnixSocket.remove(path: address.path, inode: bound.inode)
+            throw error
+        }
+        let acceptLoop = Task {
+            _ = try? await server.executeThenClose { connections in
+                await withDiscardingTaskGroup { group in
+                    do {
+                        for try await connection in connections {
+                            group.addTask { await handler.serve(connection) }
+                        }
+                    } catch {
+                        // The listening socket was closed: stop accepting, let open connections finish.
+                    }
+                }
+            }
+        }
+        return Listener(binding: address, inode: bound.inode, serverChannel: server.channel, acceptLoop: acceptLoop)
+    }
+
+    /// Returns once every connection accepted here has ended.
+    func connectionsEnded() async {
+        await acceptLoop.value
+    }
+
+    /// Stops accepting and removes the socket file; connections already open carry on.
+    func stop() async {
+        UnixSocket.remove(path: binding.path, inode: inode)
+        try? await serverChannel.close()
+    }
+}

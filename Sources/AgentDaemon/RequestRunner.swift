@@ -1,0 +1,209 @@
+import AgentCore
+import AgentProtocol
+import JSON
+import LLM
+import Logging
+
+/// Where a request's events go: a connection's outbound side.
+protocol EventSink: Sendable {
+    /// Suspends while the client is not reading (back-pressure); throws when it is gone.
+    func send(_ event: JSONValue) async throws
+}
+
+/// Runs one chat request against one agent and sends its events: `start`, deltas and tool
+/// calls when streaming, then exactly one terminal `done` or `error`.
+struct RequestRunner: Sendable {
+    let client: MistralClient
+    let logger: Logger
+    let logContent: Bool
+
+    struct Peer: Sendable {
+        var pid: Int32
+        var uid: UInt32
+        var gid: UInt32
+    }
+
+    func run(_ request: ChatRequest, on agent: AgentRuntime, handle: RequestHandle, peer: Peer?, sink: some EventSink)
+        async
+    {
+        let definition = agent.definition
+        let started = ContinuousClock.now
+        var logger = logger
+        logger[metadataKey: "agent"] = "\(agent.name)"
+        logger[metadataKey: "request.id"] = "\(request.id)"
+        if let peer {
+            logger[metadataKey: "peer.uid"] = "\(peer.uid)"
+            logger[metadataKey: "peer.pid"] = "\(peer.pid)"
+        }
+        if logContent, let last = request.messages.last?.content {
+            logger.info("Request received", metadata: ["content": "\(last)"])
+        } else {
+            logger.debug("Request received", metadata: ["messages": "\(request.messages.count)"])
+        }
+        agent.count {
+            $0.requests += 1
+            $0.inFlight += 1
+        }
+        defer { agent.count { $0.inFlight -= 1 } }
+
+        let outcome: ErrorInfo?
+        do {
+            let completion = try await execute(request, definition: definition, agent: agent, handle: handle, sink: sink)
+            agent.count {
+                $0.promptTokens += completion.usage.promptTokens
+                $0.completionTokens += completion.usage.completionTokens
+            }
+            if logContent { logger.info("Reply", metadata: ["content": "\(completion.text)"]) }
+            outcome = nil
+        } catch is SinkClosed {
+            outcome = handle.cancellationReason ?? .clientDisconnected
+        } catch {
+            let info = handle.cancellationReason ?? Self.errorInfo(error)
+            outcome = info
+            try? await sink.send(Event.error(id: request.id, info))
+        }
+        let elapsed = ContinuousClock.now - started
+        if let outcome {
+            agent.count { $0.errors += 1 }
+            logger.notice(
+                "Request failed",
+                metadata: [
+                    "error.code": "\(outcome.code.rawValue)", "error.message": "\(outcome.message)",
+                    "duration_ms": "\(elapsed.milliseconds)",
+                ])
+        } else {
+            logger.info("Request done", metadata: ["duration_ms": "\(elapsed.milliseconds)"])
+        }
+    }
+
+    private func execute(
+        _ request: ChatRequest, definition: AgentDefinition, agent: AgentRuntime, handle: RequestHandle,
+        sink: some EventSink
+    ) async throws -> Completion {
+        let options: GenerationOptions
+        do {
+            options = try RequestOptions.parse(request.options ?? .object([:]), for: definition)
+        } catch {
+            throw ErrorInfo(code: .badRequest, message: "\(error)")
+        }
+        let deadline = ContinuousClock.now + definition.limits.timeouts.total
+        return try await withDeadline(deadline, handle: handle, timeout: definition.limits.timeouts.total) {
+            try await agent.limiter.acquire(agent: definition.name)
+            defer { agent.limiter.release() }
+            var llmRequest = definition.llmRequest(messages: request.messages, overrides: options)
+            llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
+            if request.stream {
+                try await send(
+                    Event.start(
+                        id: request.id, agent: definition.name, mode: definition.mode.rawValue,
+                        modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID),
+                    to: sink)
+            }
+            for try await event in client.stream(llmRequest) {
+                switch event {
+                case .text(let text):
+                    if request.stream { try await send(Event.delta(id: request.id, text: text), to: sink) }
+                case .toolCall(let call):
+                    if request.stream { try await send(Event.toolCall(id: request.id, call: call.eventJSON), to: sink) }
+                case .done(let completion):
+                    try await send(
+                        Event.done(
+                            id: request.id, text: completion.text, toolCalls: completion.toolCalls.map(\.eventJSON),
+                            finishReason: completion.finishReason, usage: completion.usage.json, model: completion.model),
+                        to: sink)
+                    return completion
+                }
+            }
+            throw ErrorInfo(code: .upstreamProtocol, message: "the upstream stream ended without a final event")
+        }
+    }
+
+    private func send(_ event: JSONValue, to sink: some EventSink) async throws {
+        do {
+            try await sink.send(event)
+        } catch {
+            throw SinkClosed()
+        }
+    }
+
+    /// Runs `body`, ending it with `timeout` at `deadline`.
+    private func withDeadline<Result: Sendable>(
+        _ deadline: ContinuousClock.Instant, handle: RequestHandle, timeout: Duration,
+        _ body: @escaping @Sendable () async throws -> Result
+    ) async throws -> Result {
+        try await withThrowingTaskGroup(of: Result?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                if !Task.isCancelled {
+                    handle.cancel(
+                        ErrorInfo(
+                            code: .timeout, message: "request exceeded its timeout of \(timeout.humanReadable)",
+                            retryable: true))
+                }
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+                // The deadline passed: cancel the body and surface the reason.
+                group.cancelAll()
+            }
+            throw CancellationError()
+        }
+    }
+
+    static func errorInfo(_ error: any Error) -> ErrorInfo {
+        switch error {
+        case let info as ErrorInfo: info
+        case is CancellationError: .cancelledByClient
+        default: ErrorInfo(code: .internal, message: "internal error: \(error)")
+        }
+    }
+}
+
+/// The client stopped reading for good: its connection is gone.
+struct SinkClosed: Error {}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+
+    var humanReadable: String {
+        let ms = milliseconds
+        if ms % 60_000 == 0 { return "\(ms / 60_000)m" }
+        if ms % 1000 == 0 { return "\(ms / 1000)s" }
+        return "\(ms)ms"
+    }
+}
+
+extension ToolCall {
+    /// `arguments` as an object when it holds JSON text, as events promise.
+    var eventJSON: JSONValue {
+        var arguments = self.arguments
+        if case .string(let text) = arguments, let parsed = try? JSONParser.parse(text), case .object = parsed {
+            arguments = parsed
+        }
+        return ["id": .string(id), "name": .string(name), "arguments": arguments]
+    }
+}
+
+extension Usage {
+    var json: JSONValue {
+        [
+            "prompt_tokens": .int(Int64(promptTokens)), "completion_tokens": .int(Int64(completionTokens)),
+            "total_tokens": .int(Int64(totalTokens)),
+        ]
+    }
+}
+
+extension AgentDefinition {
+    /// The upstream call for a client's history, with per-request options over the agent's own.
+    func llmRequest(messages: [ChatMessage], overrides: GenerationOptions) -> LLMRequest {
+        LLMRequest(
+            upstream: upstream, system: system, tools: tools, options: options.merging(overrides),
+            messages: messages, timeouts: limits.timeouts, retry: retry)
+    }
+}

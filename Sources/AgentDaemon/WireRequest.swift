@@ -1,0 +1,209 @@
+import AgentProtocol
+import JSON
+import LLM
+
+/// A request line of an agent socket (or a control `chat`), decoded but not yet checked
+/// against the agent: `options` need the agent's mode and tools.
+struct ChatRequest: Sendable {
+    var id: RequestID
+    var messages: [ChatMessage]
+    var stream: Bool
+    var options: JSONValue?
+}
+
+/// What one inbound line asks for.
+enum WireCommand: Sendable {
+    case chat(ChatRequest)
+    case cancel(RequestID)
+    /// Control socket only.
+    case control(id: RequestID, command: String, body: JSONObject)
+}
+
+/// A line that broke the protocol, with the id when the line carried a usable one.
+struct WireError: Error, Sendable {
+    var id: RequestID?
+    var info: ErrorInfo
+
+    init(id: RequestID?, _ message: String, code: ErrorCode = .badRequest) {
+        self.id = id
+        self.info = ErrorInfo(code: code, message: message)
+    }
+}
+
+/// Decodes request lines (CONTRACT §4). Every rejection names the field at fault.
+struct WireDecoder: Sendable {
+    /// Assigns ids to requests that carry none.
+    let makeID: @Sendable () -> RequestID
+    /// Control sockets accept `command` lines; agent sockets do not.
+    let acceptsCommands: Bool
+
+    static let chatKeys: Set<String> = ["id", "messages", "input", "stream", "options"]
+    static let messageKeys: Set<String> = ["role", "content", "tool_calls", "tool_call_id", "name"]
+
+    func decode(_ bytes: some Collection<UInt8>) -> Result<WireCommand, WireError> {
+        Result { () throws(WireError) in try decodeOrThrow(bytes) }
+    }
+
+    private func decodeOrThrow(_ bytes: some Collection<UInt8>) throws(WireError) -> WireCommand {
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(bytes: bytes)
+        } catch {
+            throw WireError(id: nil, "request is not valid JSON: \(error)")
+        }
+        guard case .object(let object) = document else {
+            throw WireError(id: nil, "request must be a JSON object, got \(document.typeName)")
+        }
+        let id = try object["id"].map { value throws(WireError) in
+            guard let id = RequestID(value) else {
+                throw WireError(id: nil, "id: must be a string or an integer, got \(value.typeName)")
+            }
+            return id
+        }
+
+        if let target = object["cancel"] {
+            guard let cancelled = RequestID(target) else {
+                throw WireError(id: id, "cancel: must be the id (string or integer) of a request in flight")
+            }
+            if let extra = object.keys.first(where: { $0 != "cancel" && $0 != "id" }) {
+                throw WireError(id: cancelled, "\(extra): not allowed in a cancel line")
+            }
+            return .cancel(cancelled)
+        }
+
+        if let command = object["command"] {
+            let id = id ?? makeID()
+            guard acceptsCommands else {
+                throw WireError(id: id, "command: only the control socket takes commands")
+            }
+            guard let name = command.stringValue else {
+                throw WireError(id: id, "command: must be a string")
+            }
+            return .control(id: id, command: name, body: object)
+        }
+
+        return .chat(try decodeChat(object, id: id ?? makeID(), allowedKeys: Self.chatKeys))
+    }
+
+    /// Also used for control `chat`, whose lines carry `command` and `agent` besides.
+    func decodeChat(_ object: JSONObject, id: RequestID, allowedKeys: Set<String>) throws(WireError) -> ChatRequest {
+        if let unknown = object.keys.first(where: { !allowedKeys.contains($0) }) {
+            throw WireError(id: id, "\(unknown): unknown field (expected one of \(allowedKeys.sorted().joined(separator: ", ")))")
+        }
+        var messages: [ChatMessage] = []
+        if let history = object["messages"] {
+            guard case .array(let elements) = history else {
+                throw WireError(id: id, "messages: must be an array, got \(history.typeName)")
+            }
+            for (index, element) in elements.enumerated() {
+                messages.append(try decodeMessage(element, path: "messages[\(index)]", id: id))
+            }
+        }
+        if let input = object["input"] {
+            guard let text = input.stringValue else {
+                throw WireError(id: id, "input: must be a string, got \(input.typeName)")
+            }
+            messages.append(ChatMessage(role: .user, content: text))
+        }
+        guard object["messages"] != nil || object["input"] != nil else {
+            throw WireError(id: id, "messages or input: a request needs at least one of them")
+        }
+        guard !messages.isEmpty else {
+            throw WireError(id: id, "messages: is empty and there is no input")
+        }
+        var stream = true
+        if let value = object["stream"] {
+            guard let flag = value.boolValue else {
+                throw WireError(id: id, "stream: must be true or false, got \(value.typeName)")
+            }
+            stream = flag
+        }
+        var options: JSONValue?
+        if let value = object["options"] {
+            guard case .object = value else {
+                throw WireError(id: id, "options: must be an object, got \(value.typeName)")
+            }
+            options = value
+        }
+        return ChatRequest(id: id, messages: messages, stream: stream, options: options)
+    }
+
+    private func decodeMessage(_ value: JSONValue, path: String, id: RequestID) throws(WireError) -> ChatMessage {
+        guard case .object(let object) = value else {
+            throw WireError(id: id, "\(path): must be an object, got \(value.typeName)")
+        }
+        if let unknown = object.keys.first(where: { !Self.messageKeys.contains($0) }) {
+            throw WireError(id: id, "\(path).\(unknown): unknown field")
+        }
+        guard let roleName = object["role"]?.stringValue else {
+            throw WireError(id: id, "\(path).role: required, one of system, user, assistant, tool")
+        }
+        guard let role = Role(rawValue: roleName) else {
+            throw WireError(id: id, "\(path).role: \"\(roleName)\" is not one of system, user, assistant, tool")
+        }
+        var message = ChatMessage(role: role)
+        switch object["content"] {
+        case nil, .null?: break
+        case .string(let text)?: message.content = text
+        case .array(let parts)?: message.content = try joinTextParts(parts, path: "\(path).content", id: id)
+        case let other?: throw WireError(id: id, "\(path).content: must be a string, got \(other.typeName)")
+        }
+        if let calls = object["tool_calls"], calls != .null {
+            guard role == .assistant else {
+                throw WireError(id: id, "\(path).tool_calls: only assistant messages carry tool calls")
+            }
+            guard case .array(let elements) = calls else {
+                throw WireError(id: id, "\(path).tool_calls: must be an array, got \(calls.typeName)")
+            }
+            for (index, call) in elements.enumerated() {
+                message.toolCalls.append(try decodeToolCall(call, path: "\(path).tool_calls[\(index)]", id: id))
+            }
+        }
+        if let callID = object["tool_call_id"], callID != .null {
+            guard role == .tool, let text = callID.stringValue else {
+                throw WireError(id: id, "\(path).tool_call_id: only tool messages carry one, as a string")
+            }
+            message.toolCallID = text
+        }
+        if role == .tool, message.toolCallID == nil {
+            throw WireError(id: id, "\(path).tool_call_id: required on tool messages")
+        }
+        if let name = object["name"], name != .null {
+            guard let text = name.stringValue else {
+                throw WireError(id: id, "\(path).name: must be a string, got \(name.typeName)")
+            }
+            message.name = text
+        }
+        return message
+    }
+
+    /// OpenAI-style content arrays of `{"type":"text","text":…}` parts; other part types have no
+    /// meaning for a text agent.
+    private func joinTextParts(_ parts: [JSONValue], path: String, id: RequestID) throws(WireError) -> String {
+        var text = ""
+        for (index, part) in parts.enumerated() {
+            guard part["type"]?.stringValue == "text", let piece = part["text"]?.stringValue else {
+                throw WireError(id: id, "\(path)[\(index)]: only {\"type\":\"text\",\"text\":…} parts are supported")
+            }
+            text += piece
+        }
+        return text
+    }
+
+    /// Accepts `{"id","name","arguments"}` and OpenAI's `{"id","type":"function","function":{"name","arguments"}}`.
+    private func decodeToolCall(_ value: JSONValue, path: String, id: RequestID) throws(WireError) -> ToolCall {
+        guard let callID = value["id"]?.stringValue, !callID.isEmpty else {
+            throw WireError(id: id, "\(path).id: required, a non-empty string")
+        }
+        let function = value["function"] ?? value
+        guard let name = function["name"]?.stringValue, !name.isEmpty else {
+            throw WireError(id: id, "\(path).name: required, a non-empty string")
+        }
+        let arguments = function["arguments"] ?? .object([:])
+        switch arguments {
+        case .object, .string: break
+        default: throw WireError(id: id, "\(path).arguments: must be an object or a JSON string, got \(arguments.typeName)")
+        }
+        return ToolCall(id: callID, name: name, arguments: arguments)
+    }
+}

@@ -1,0 +1,70 @@
+import JSON
+
+/// Builders for the event lines of CONTRACT §4. Every event is one JSON object on one line,
+/// tagged with the request's id; `done`, `error` and `result` are terminal.
+public enum Event {
+    public static func start(id: RequestID, agent: String, mode: String, modelKey: String, model: String) -> JSONValue {
+        .object([
+            "id": id.json, "type": "start", "agent": .string(agent), "mode": .string(mode), modelKey: .string(model),
+        ])
+    }
+
+    public static func delta(id: RequestID, text: String) -> JSONValue {
+        .object(["id": id.json, "type": "delta", "text": .string(text)])
+    }
+
+    public static func toolCall(id: RequestID, call: JSONValue) -> JSONValue {
+        .object(["id": id.json, "type": "tool_call", "tool_call": call])
+    }
+
+    public static func done(
+        id: RequestID, text: String, toolCalls: [JSONValue], finishReason: String, usage: JSONValue, model: String?
+    ) -> JSONValue {
+        var event: JSONObject = [
+            "id": id.json, "type": "done", "text": .string(text), "tool_calls": .array(toolCalls),
+            "finish_reason": .string(finishReason), "usage": usage,
+        ]
+        if let model { event["model"] = .string(model) }
+        return .object(event)
+    }
+
+    /// `id` is nil only when a line was too broken to carry one.
+    public static func error(id: RequestID?, _ error: ErrorInfo) -> JSONValue {
+        var body: JSONObject = [
+            "code": .string(error.code.rawValue), "message": .string(error.message), "retryable": .bool(error.retryable),
+        ]
+        if let status = error.status { body["status"] = .int(Int64(status)) }
+        var event = JSONObject()
+        if let id { event["id"] = id.json }
+        event["type"] = "error"
+        event["error"] = .object(body)
+        return .object(event)
+    }
+
+    /// A control command's answer: `{"id":…,"type":"result",key:value}`.
+    public static func result(id: RequestID, key: String, value: JSONValue) -> JSONValue {
+        .object(["id": id.json, "type": "result", key: value])
+    }
+
+    /// The line as sent: compact JSON and a newline.
+    public static func line(_ event: JSONValue) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(128)
+        event.write(to: &bytes)
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes
+    }
+}
+
+extension ErrorInfo {
+    /// Reads the `error` member of an error event (agentctl's side of the protocol).
+    public init?(event: JSONValue) {
+        guard let body = event["error"], let code = body["code"]?.stringValue.flatMap(ErrorCode.init(rawValue:)) else {
+            return nil
+        }
+        self.init(
+            code: code, message: body["message"]?.stringValue ?? "", retryable: body["retryable"]?.boolValue ?? false,
+            status: body["status"]?.intValue.map(Int.init)
+        )
+    }
+}
