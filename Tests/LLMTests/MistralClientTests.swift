@@ -358,4 +358,22 @@ struct MistralClientTests {
             #expect(!sawDone)
         }
     }
+
+    @Test("dropping the stream closes the upstream transfer within a second")
+    func droppedStreamClosesUpstream() async throws {
+        try await withEmulator { server, curl in
+            let mistral = client(server, curl)
+            do {
+                var iterator = mistral.stream(request([user("go [fault:slow] [words:200]")])).makeAsyncIterator()
+                let first = try await iterator.next()
+                #expect(first != nil)
+                #expect(server.stats().activeStreams == 1)
+            }
+            let droppedAt = ContinuousClock.now
+            while server.stats().activeStreams > 0, ContinuousClock.now - droppedAt < .seconds(1) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(server.stats().activeStreams == 0)
+        }
+    }
 }
