@@ -74,7 +74,8 @@ public enum MessageFixups {
             )
         }
         if fixed.count == 1, last.role == .assistant {
-            throw ErrorInfo(code: .badRequest, message: "messages: a conversation cannot consist of one assistant message")
+            throw ErrorInfo(
+                code: .badRequest, message: "messages: a conversation cannot consist of one assistant message")
         }
         var toolChoice = toolChoice
         if last.role == .assistant {
@@ -111,7 +112,8 @@ public enum MessageFixups {
                 guard var block = openCalls else {
                     throw ErrorInfo(
                         code: .badRequest,
-                        message: "messages[\(index)]: a tool result must follow the assistant message with its tool call"
+                        message:
+                            "messages[\(index)]: a tool result must follow the assistant message with its tool call"
                     )
                 }
                 let position: Int
@@ -119,7 +121,8 @@ public enum MessageFixups {
                     guard let match = block.pending.firstIndex(of: id) else {
                         throw ErrorInfo(
                             code: .badRequest,
-                            message: "messages[\(index)].tool_call_id: \"\(id)\" answers no unanswered call of messages[\(block.owner)]"
+                            message:
+                                "messages[\(index)].tool_call_id: \"\(id)\" answers no unanswered call of messages[\(block.owner)]"
                         )
                     }
                     position = match
@@ -129,7 +132,8 @@ public enum MessageFixups {
                     guard let free = block.pending.firstIndex(where: { !namedLater.contains($0) }) else {
                         throw ErrorInfo(
                             code: .badRequest,
-                            message: "messages[\(index)].tool_call_id: missing, and no call of messages[\(block.owner)] is left to answer"
+                            message:
+                                "messages[\(index)].tool_call_id: missing, and no call of messages[\(block.owner)] is left to answer"
                         )
                     }
                     position = free
@@ -143,7 +147,8 @@ public enum MessageFixups {
                 for (callIndex, call) in message.toolCalls.enumerated() where !seen.insert(call.id).inserted {
                     throw ErrorInfo(
                         code: .badRequest,
-                        message: "messages[\(index)].tool_calls[\(callIndex)].id: \"\(call.id)\" is used twice in this message"
+                        message:
+                            "messages[\(index)].tool_calls[\(callIndex)].id: \"\(call.id)\" is used twice in this message"
                     )
                 }
                 openCalls = (owner: index, pending: message.toolCalls.map(\.id))

@@ -76,11 +76,14 @@ public final class MistralClient: Sendable {
             guard remaining > .zero else { throw Self.totalTimeout(request.timeouts.total) }
             logger.debug(
                 "upstream attempt",
-                metadata: ["upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "stream": "\(prepared.stream)"]
+                metadata: [
+                    "upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "stream": "\(prepared.stream)",
+                ]
             )
             let failure: AttemptFailure
             do throws(AttemptFailure) {
-                try await send(prepared, body: body, apiKey: apiKey, timeouts: request.timeouts, remaining: remaining, emit: emit)
+                try await send(
+                    prepared, body: body, apiKey: apiKey, timeouts: request.timeouts, remaining: remaining, emit: emit)
                 return
             } catch {
                 failure = error
@@ -148,7 +151,9 @@ public final class MistralClient: Sendable {
             guard prepared.stream else {
                 let reply = try await Self.collect(response, limit: Self.maxReplyBytes)
                 guard reply.count <= Self.maxReplyBytes else {
-                    throw AttemptFailure(info: ReplyDecoder.protocolError("the reply exceeds \(Self.maxReplyBytes) bytes"), isRetried: false)
+                    throw AttemptFailure(
+                        info: ReplyDecoder.protocolError("the reply exceeds \(Self.maxReplyBytes) bytes"),
+                        isRetried: false)
                 }
                 deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decodeResponse(reply) })
                 return
@@ -157,11 +162,16 @@ public final class MistralClient: Sendable {
             for try await chunk in response {
                 let events = try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) }
                 for event in events {
-                    deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decode(event: event.event, data: event.data) })
+                    deliver(
+                        try decodeOrFail { () throws(ErrorInfo) in
+                            try decoder.decode(event: event.event, data: event.data)
+                        })
                 }
             }
             for event in try decodeOrFail({ () throws(SSEError) in try parser.finish() }) {
-                deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decode(event: event.event, data: event.data) })
+                deliver(
+                    try decodeOrFail { () throws(ErrorInfo) in try decoder.decode(event: event.event, data: event.data)
+                    })
             }
             deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() })
         } catch let error as AttemptFailure {
@@ -169,7 +179,8 @@ public final class MistralClient: Sendable {
         } catch let error as CurlError {
             throw Self.failure(error, afterOutput: afterOutput)
         } catch {
-            throw AttemptFailure(info: ErrorInfo(code: .internal, message: "\(error)"), isRetried: false, afterOutput: afterOutput)
+            throw AttemptFailure(
+                info: ErrorInfo(code: .internal, message: "\(error)"), isRetried: false, afterOutput: afterOutput)
         }
     }
 
@@ -180,7 +191,8 @@ public final class MistralClient: Sendable {
         } catch let error as ErrorInfo {
             throw AttemptFailure(info: error, isRetried: false)
         } catch {
-            throw AttemptFailure(info: ReplyDecoder.protocolError("malformed event stream (\(error))"), isRetried: false)
+            throw AttemptFailure(
+                info: ReplyDecoder.protocolError("malformed event stream (\(error))"), isRetried: false)
         }
     }
 
@@ -201,12 +213,15 @@ public final class MistralClient: Sendable {
         case .cancelled:
             info = cancelled
         case .couldNotConnect, .connectTimeout, .connectionLost:
-            info = ErrorInfo(code: .upstreamUnavailable, message: "could not reach Mistral: \(error.message)", retryable: true)
+            info = ErrorInfo(
+                code: .upstreamUnavailable, message: "could not reach Mistral: \(error.message)", retryable: true)
             isRetried = true
         case .couldNotResolveHost, .tls, .other:
-            info = ErrorInfo(code: .upstreamUnavailable, message: "could not reach Mistral: \(error.message)", retryable: true)
+            info = ErrorInfo(
+                code: .upstreamUnavailable, message: "could not reach Mistral: \(error.message)", retryable: true)
         case .firstByteTimeout, .idleTimeout, .totalTimeout:
-            info = ErrorInfo(code: .timeout, message: "Mistral did not answer in time: \(error.message)", retryable: true)
+            info = ErrorInfo(
+                code: .timeout, message: "Mistral did not answer in time: \(error.message)", retryable: true)
         }
         return AttemptFailure(info: info, isRetried: isRetried, afterOutput: afterOutput)
     }

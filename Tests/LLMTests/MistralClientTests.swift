@@ -4,6 +4,7 @@ import JSON
 import Logging
 import MistralEmulator
 import Testing
+
 @testable import LLM
 
 /// The client through real libcurl over loopback against the in-process emulator.
@@ -40,7 +41,8 @@ struct MistralClientTests {
 
     private func request(
         _ messages: [ChatMessage], stream: Bool = true,
-        timeouts: Timeouts = Timeouts(total: .seconds(10), firstByte: .seconds(5), idle: .seconds(5), connect: .seconds(2))
+        timeouts: Timeouts = Timeouts(
+            total: .seconds(10), firstByte: .seconds(5), idle: .seconds(5), connect: .seconds(2))
     ) -> LLMRequest {
         request(.chatCompletions(model: "mistral-small-latest"), messages, stream: stream, timeouts: timeouts)
     }
@@ -48,10 +50,12 @@ struct MistralClientTests {
     private func request(
         _ upstream: Upstream, _ messages: [ChatMessage],
         tools: [ToolSpec] = [], options: GenerationOptions = .init(), stream: Bool = true,
-        timeouts: Timeouts = Timeouts(total: .seconds(10), firstByte: .seconds(5), idle: .seconds(5), connect: .seconds(2))
+        timeouts: Timeouts = Timeouts(
+            total: .seconds(10), firstByte: .seconds(5), idle: .seconds(5), connect: .seconds(2))
     ) -> LLMRequest {
-        LLMRequest(upstream: upstream, system: [], tools: tools, options: options, messages: messages,
-                   timeouts: timeouts, retry: Self.fastRetry, stream: stream)
+        LLMRequest(
+            upstream: upstream, system: [], tools: tools, options: options, messages: messages,
+            timeouts: timeouts, retry: Self.fastRetry, stream: stream)
     }
 
     /// Every event, and the error that ended the stream if any.
@@ -77,14 +81,16 @@ struct MistralClientTests {
     @Test(
         "every upstream, streaming and not, answers with text, usage and finish reason",
         arguments: [
-            (Upstream.chatCompletions(model: "mistral-small-latest"), true), (.chatCompletions(model: "mistral-small-latest"), false),
+            (Upstream.chatCompletions(model: "mistral-small-latest"), true),
+            (.chatCompletions(model: "mistral-small-latest"), false),
             (.conversations(agentID: agentID), true), (.conversations(agentID: agentID), false),
             (.agentCompletions(agentID: agentID), true), (.agentCompletions(agentID: agentID), false),
         ]
     )
     func replies(upstream: Upstream, stream: Bool) async throws {
         try await withEmulator { server, curl in
-            let (events, error) = await run(client(server, curl), request(upstream, [user("hello there friend")], stream: stream))
+            let (events, error) = await run(
+                client(server, curl), request(upstream, [user("hello there friend")], stream: stream))
             #expect(error == nil)
             let done = try #require(completion(events))
             #expect(done.text == "Echo: hello there friend")
@@ -97,10 +103,13 @@ struct MistralClientTests {
         }
     }
 
-    @Test("tool calls in both modes, as toolCall events and in done, streaming and not", arguments: [
-        (Upstream.chatCompletions(model: "mistral-small-latest"), true), (.chatCompletions(model: "mistral-small-latest"), false),
-        (.conversations(agentID: agentID), true), (.conversations(agentID: agentID), false),
-    ])
+    @Test(
+        "tool calls in both modes, as toolCall events and in done, streaming and not",
+        arguments: [
+            (Upstream.chatCompletions(model: "mistral-small-latest"), true),
+            (.chatCompletions(model: "mistral-small-latest"), false),
+            (.conversations(agentID: agentID), true), (.conversations(agentID: agentID), false),
+        ])
     func toolCalls(upstream: Upstream, stream: Bool) async throws {
         try await withEmulator { server, curl in
             let tools = upstream.isAgent ? [] : [Self.lookup]
@@ -118,7 +127,9 @@ struct MistralClientTests {
         }
     }
 
-    @Test("every fixup end to end: odd ids, tool then user, late system, names, trailing assistant with a forced tool choice")
+    @Test(
+        "every fixup end to end: odd ids, tool then user, late system, names, trailing assistant with a forced tool choice"
+    )
     func fixupsEndToEnd() async throws {
         try await withEmulator { server, curl in
             let history = [
@@ -126,7 +137,10 @@ struct MistralClientTests {
                 tool("toolu_02", "b"), tool("call_1", "a"), user("then"), system("late note"),
                 assistant(nil, calls: ["x"]), tool("x", "done"), user("more"), assistant("Once upon"),
             ]
-            for upstream in [Upstream.chatCompletions(model: "mistral-small-latest"), .conversations(agentID: Self.agentID), .agentCompletions(agentID: Self.agentID)] {
+            for upstream in [
+                Upstream.chatCompletions(model: "mistral-small-latest"), .conversations(agentID: Self.agentID),
+                .agentCompletions(agentID: Self.agentID),
+            ] {
                 let tools = upstream == .chatCompletions(model: "mistral-small-latest") ? [Self.lookup] : []
                 let (events, error) = await run(
                     client(server, curl),
@@ -137,7 +151,10 @@ struct MistralClientTests {
             }
             // A trailing tool result is answered, with no blank assistant after it.
             let (events, error) = await run(
-                client(server, curl), request(.chatCompletions(model: "mistral-small-latest"), [user("q"), assistant(nil, calls: ["my-call"]), tool("my-call", "42 apples")])
+                client(server, curl),
+                request(
+                    .chatCompletions(model: "mistral-small-latest"),
+                    [user("q"), assistant(nil, calls: ["my-call"]), tool("my-call", "42 apples")])
             )
             #expect(error == nil)
             #expect(completion(events)?.text == "Tool result: 42 apples")
@@ -152,7 +169,8 @@ struct MistralClientTests {
             var sent = 0
             while sent < 500 {
                 let history = randomRepairableHistory(using: &generator)
-                let (events, error) = await run(mistral, request(.chatCompletions(model: "mistral-small-latest"), history, stream: sent % 2 == 0))
+                let (events, error) = await run(
+                    mistral, request(.chatCompletions(model: "mistral-small-latest"), history, stream: sent % 2 == 0))
                 #expect(error == nil, "\(history): \(String(describing: error))")
                 #expect(completion(events) != nil)
                 sent += 1
@@ -173,7 +191,8 @@ struct MistralClientTests {
             default:
                 let ids = (0..<Int.random(in: 1...3, using: &generator)).map { _ in
                     counter += 1
-                    return ["call_\(counter)", "Q\(counter)w", "abcdefgh\(counter % 10)"].randomElement(using: &generator)!
+                    return ["call_\(counter)", "Q\(counter)w", "abcdefgh\(counter % 10)"].randomElement(
+                        using: &generator)!
                 }
                 let unique = Array(Set(ids))
                 messages.append(assistant(nil, calls: unique))
@@ -255,15 +274,19 @@ struct MistralClientTests {
             #expect(error?.code == .upstreamRejected)
             #expect(error?.message.contains("Emulated bad request") == true)
             #expect(server.stats().requests == 1)
-            let (_, model) = await run(client(server, curl), request(.chatCompletions(model: "no-such-model"), [user("hi")]))
+            let (_, model) = await run(
+                client(server, curl), request(.chatCompletions(model: "no-such-model"), [user("hi")]))
             #expect(model?.code == .upstreamRejected)
             #expect(model?.message.contains("Invalid model: no-such-model") == true)
         }
     }
 
-    @Test("an unknown agent is agent_error", arguments: [
-        Upstream.conversations(agentID: "ag_dead0e0b98773e8000323fc71a3986"), .agentCompletions(agentID: "ag_dead0e0b98773e8000323fc71a3986"),
-    ])
+    @Test(
+        "an unknown agent is agent_error",
+        arguments: [
+            Upstream.conversations(agentID: "ag_dead0e0b98773e8000323fc71a3986"),
+            .agentCompletions(agentID: "ag_dead0e0b98773e8000323fc71a3986"),
+        ])
     func unknownAgent(upstream: Upstream) async throws {
         try await withEmulator { server, curl in
             let (_, error) = await run(client(server, curl), request(upstream, [user("hi")]))
@@ -285,7 +308,8 @@ struct MistralClientTests {
     @Test("a reset before any output (non-stream) is retried")
     func resetBeforeOutput() async throws {
         try await withEmulator { server, curl in
-            let (events, error) = await run(client(server, curl), request([user("hi there [fault:reset*1]")], stream: false))
+            let (events, error) = await run(
+                client(server, curl), request([user("hi there [fault:reset*1]")], stream: false))
             #expect(error == nil)
             #expect(completion(events)?.text == "Echo: hi there")
             #expect(server.stats().requests == 2)
@@ -295,10 +319,16 @@ struct MistralClientTests {
     @Test("a stalled stream is a timeout")
     func stall() async throws {
         try await withEmulator { server, curl in
-            let timeouts = Timeouts(total: .seconds(5), firstByte: .seconds(2), idle: .milliseconds(300), connect: .seconds(1))
+            let timeouts = Timeouts(
+                total: .seconds(5), firstByte: .seconds(2), idle: .milliseconds(300), connect: .seconds(1))
             let (_, error) = await run(client(server, curl), request([user("hi [fault:stall]")], timeouts: timeouts))
             #expect(error?.code == .timeout)
-            let (_, head) = await run(client(server, curl), request([user("hi [fault:stall-head]")], timeouts: Timeouts(total: .seconds(5), firstByte: .milliseconds(300), idle: .seconds(1), connect: .seconds(1))))
+            let (_, head) = await run(
+                client(server, curl),
+                request(
+                    [user("hi [fault:stall-head]")],
+                    timeouts: Timeouts(
+                        total: .seconds(5), firstByte: .milliseconds(300), idle: .seconds(1), connect: .seconds(1))))
             #expect(head?.code == .timeout)
         }
     }
@@ -306,8 +336,11 @@ struct MistralClientTests {
     @Test("a malformed stream is upstream_protocol")
     func malformed() async throws {
         try await withEmulator { server, curl in
-            for upstream in [Upstream.chatCompletions(model: "mistral-small-latest"), .conversations(agentID: Self.agentID)] {
-                let (_, error) = await run(client(server, curl), request(upstream, [user("hi there [fault:malformed]")]))
+            for upstream in [
+                Upstream.chatCompletions(model: "mistral-small-latest"), .conversations(agentID: Self.agentID),
+            ] {
+                let (_, error) = await run(
+                    client(server, curl), request(upstream, [user("hi there [fault:malformed]")]))
                 #expect(error?.code == .upstreamProtocol)
             }
         }
@@ -316,7 +349,9 @@ struct MistralClientTests {
     @Test("an agent failing mid-conversation is agent_error")
     func agentFailure() async throws {
         try await withEmulator { server, curl in
-            let (_, error) = await run(client(server, curl), request(.conversations(agentID: Self.agentID), [user("hi there [fault:agent-error]")]))
+            let (_, error) = await run(
+                client(server, curl),
+                request(.conversations(agentID: Self.agentID), [user("hi there [fault:agent-error]")]))
             #expect(error?.code == .agentError)
         }
     }

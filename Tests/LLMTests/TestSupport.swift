@@ -1,4 +1,5 @@
 import JSON
+
 @testable import LLM
 
 /// A seeded generator, so generated tests fail the same way every run.
@@ -65,7 +66,10 @@ func mistralRuleViolation(_ messages: [ChatMessage]) -> String? {
             expectedResults -= 1
             guard let id = message.toolCallID, ToolCallIDMap.isWireForm(id),
                 let position = openIDs.firstIndex(of: id)
-            else { return "\(index): Tool call id was \(message.toolCallID ?? "nil") but must be a-z, A-Z, 0-9, with a length of 9." }
+            else {
+                return
+                    "\(index): Tool call id was \(message.toolCallID ?? "nil") but must be a-z, A-Z, 0-9, with a length of 9."
+            }
             openIDs.remove(at: position)
         case .assistant, .user:
             if expectedResults != 0 { return "\(index): Not the same number of function calls and responses" }
