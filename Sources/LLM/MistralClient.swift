@@ -29,20 +29,23 @@ public final class MistralClient: Sendable {
     }
 
     /// Runs `request` and yields its reply: `.text` deltas, then each `.toolCall`, then `.done`.
-    /// Failures finish the stream by throwing an `ErrorInfo`. Cancelling the consuming task or
+    /// Failures finish the stream by throwing an `ErrorInfo`. At most a few events wait for a
+    /// slow consumer; beyond that the upstream read waits too. Cancelling the consuming task or
     /// dropping the stream cancels the upstream transfer, closing its connection.
     public func stream(_ request: LLMRequest) -> AsyncThrowingStream<LLMEvent, any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: LLMEvent.self)
-        let task = Task {
-            do throws(ErrorInfo) {
-                try await self.run(request) { continuation.yield($0) }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: error)
+        let handoff = EventHandoff(capacity: 16)
+        handoff.attach(
+            Task {
+                do throws(ErrorInfo) {
+                    try await self.run(request) { await handoff.send($0) }
+                    handoff.finish(nil)
+                } catch {
+                    handoff.finish(error)
+                }
             }
-        }
-        continuation.onTermination = { _ in task.cancel() }
-        return stream
+        )
+        let receiver = EventHandoffReceiver(handoff)
+        return AsyncThrowingStream { try await receiver.next() }
     }
 
     private struct AttemptFailure: Error {
@@ -54,7 +57,7 @@ public final class MistralClient: Sendable {
         var afterOutput = false
     }
 
-    private func run(_ request: LLMRequest, emit: (LLMEvent) -> Void) async throws(ErrorInfo) {
+    private func run(_ request: LLMRequest, emit: (LLMEvent) async -> Void) async throws(ErrorInfo) {
         guard let apiKey else {
             throw ErrorInfo(
                 code: .upstreamAuth,
@@ -111,7 +114,7 @@ public final class MistralClient: Sendable {
     /// One HTTP exchange: sends the body, reads the reply and yields its events.
     private func send(
         _ prepared: PreparedRequest, body: [UInt8], apiKey: String, timeouts: Timeouts, remaining: Duration,
-        emit: (LLMEvent) -> Void
+        emit: (LLMEvent) async -> Void
     ) async throws(AttemptFailure) {
         let httpRequest = HTTPRequest(
             url: baseURL + prepared.path, method: "POST",
@@ -141,10 +144,10 @@ public final class MistralClient: Sendable {
 
         var decoder = ReplyDecoder(format: prepared.format, toolCallIDs: prepared.toolCallIDs)
         var afterOutput = false
-        func deliver(_ events: [LLMEvent]) {
+        func deliver(_ events: [LLMEvent]) async {
             for event in events {
                 afterOutput = true
-                emit(event)
+                await emit(event)
             }
         }
         do {
@@ -155,25 +158,25 @@ public final class MistralClient: Sendable {
                         info: ReplyDecoder.protocolError("the reply exceeds \(Self.maxReplyBytes) bytes"),
                         isRetried: false)
                 }
-                deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decodeResponse(reply) })
+                await deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decodeResponse(reply) })
                 return
             }
             var parser = SSEParser()
             for try await chunk in response {
                 let events = try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) }
                 for event in events {
-                    deliver(
+                    await deliver(
                         try decodeOrFail { () throws(ErrorInfo) in
                             try decoder.decode(event: event.event, data: event.data)
                         })
                 }
             }
             for event in try decodeOrFail({ () throws(SSEError) in try parser.finish() }) {
-                deliver(
+                await deliver(
                     try decodeOrFail { () throws(ErrorInfo) in try decoder.decode(event: event.event, data: event.data)
                     })
             }
-            deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() })
+            await deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() })
         } catch let error as AttemptFailure {
             throw AttemptFailure(info: error.info, isRetried: error.isRetried, afterOutput: afterOutput)
         } catch let error as CurlError {
