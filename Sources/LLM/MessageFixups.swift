@@ -29,7 +29,8 @@ public enum MessageFixups {
     ///
     /// Throws `bad_request`, naming the message index (in `messages`) and field, for histories no
     /// rewrite can repair: a tool result answering no call of the assistant message it follows,
-    /// calls left without a result, duplicate call ids in one message, no message to answer.
+    /// calls left without a result, duplicate call ids in one message, a history opening with a
+    /// tool call or holding nothing to answer.
     public static func apply(
         system: [String] = [], messages: [ChatMessage], toolChoice: ToolChoice?
     ) throws(ErrorInfo) -> FixedHistory {
@@ -66,8 +67,15 @@ public enum MessageFixups {
         guard let last = fixed.last, last.role != .system else {
             throw ErrorInfo(code: .badRequest, message: "messages: there is no user message to answer")
         }
+        // Mistral's validator skips the first message when pairing calls with results.
+        if let first = fixed.first, first.role == .assistant, !first.toolCalls.isEmpty {
+            throw ErrorInfo(
+                code: .badRequest, message: "messages[0].tool_calls: a conversation cannot start with a tool call"
+            )
+        }
         if fixed.count == 1, last.role == .assistant {
-            throw ErrorInfo(code: .badRequest, message: "messages: a conversation cannot consist of one assistant message")
+            throw ErrorInfo(
+                code: .badRequest, message: "messages: a conversation cannot consist of one assistant message")
         }
         var toolChoice = toolChoice
         if last.role == .assistant {
@@ -104,7 +112,8 @@ public enum MessageFixups {
                 guard var block = openCalls else {
                     throw ErrorInfo(
                         code: .badRequest,
-                        message: "messages[\(index)]: a tool result must follow the assistant message with its tool call"
+                        message:
+                            "messages[\(index)]: a tool result must follow the assistant message with its tool call"
                     )
                 }
                 let position: Int
@@ -112,7 +121,8 @@ public enum MessageFixups {
                     guard let match = block.pending.firstIndex(of: id) else {
                         throw ErrorInfo(
                             code: .badRequest,
-                            message: "messages[\(index)].tool_call_id: \"\(id)\" answers no unanswered call of messages[\(block.owner)]"
+                            message:
+                                "messages[\(index)].tool_call_id: \"\(id)\" answers no unanswered call of messages[\(block.owner)]"
                         )
                     }
                     position = match
@@ -122,7 +132,8 @@ public enum MessageFixups {
                     guard let free = block.pending.firstIndex(where: { !namedLater.contains($0) }) else {
                         throw ErrorInfo(
                             code: .badRequest,
-                            message: "messages[\(index)].tool_call_id: missing, and no call of messages[\(block.owner)] is left to answer"
+                            message:
+                                "messages[\(index)].tool_call_id: missing, and no call of messages[\(block.owner)] is left to answer"
                         )
                     }
                     position = free
@@ -136,7 +147,8 @@ public enum MessageFixups {
                 for (callIndex, call) in message.toolCalls.enumerated() where !seen.insert(call.id).inserted {
                     throw ErrorInfo(
                         code: .badRequest,
-                        message: "messages[\(index)].tool_calls[\(callIndex)].id: \"\(call.id)\" is used twice in this message"
+                        message:
+                            "messages[\(index)].tool_calls[\(callIndex)].id: \"\(call.id)\" is used twice in this message"
                     )
                 }
                 openCalls = (owner: index, pending: message.toolCalls.map(\.id))

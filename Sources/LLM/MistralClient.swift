@@ -29,20 +29,23 @@ public final class MistralClient: Sendable {
     }
 
     /// Runs `request` and yields its reply: `.text` deltas, then each `.toolCall`, then `.done`.
-    /// Failures finish the stream by throwing an `ErrorInfo`. Cancelling the consuming task or
+    /// Failures finish the stream by throwing an `ErrorInfo`. At most a few events wait for a
+    /// slow consumer; beyond that the upstream read waits too. Cancelling the consuming task or
     /// dropping the stream cancels the upstream transfer, closing its connection.
     public func stream(_ request: LLMRequest) -> AsyncThrowingStream<LLMEvent, any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: LLMEvent.self)
-        let task = Task {
-            do throws(ErrorInfo) {
-                try await self.run(request) { continuation.yield($0) }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: error)
+        let handoff = EventHandoff(capacity: 16)
+        handoff.attach(
+            Task {
+                do throws(ErrorInfo) {
+                    try await self.run(request) { await handoff.send($0) }
+                    handoff.finish(nil)
+                } catch {
+                    handoff.finish(error)
+                }
             }
-        }
-        continuation.onTermination = { _ in task.cancel() }
-        return stream
+        )
+        let receiver = EventHandoffReceiver(handoff)
+        return AsyncThrowingStream { try await receiver.next() }
     }
 
     private struct AttemptFailure: Error {
@@ -54,7 +57,7 @@ public final class MistralClient: Sendable {
         var afterOutput = false
     }
 
-    private func run(_ request: LLMRequest, emit: (LLMEvent) -> Void) async throws(ErrorInfo) {
+    private func run(_ request: LLMRequest, emit: (LLMEvent) async -> Void) async throws(ErrorInfo) {
         guard let apiKey else {
             throw ErrorInfo(
                 code: .upstreamAuth,
@@ -76,11 +79,14 @@ public final class MistralClient: Sendable {
             guard remaining > .zero else { throw Self.totalTimeout(request.timeouts.total) }
             logger.debug(
                 "upstream attempt",
-                metadata: ["upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "stream": "\(prepared.stream)"]
+                metadata: [
+                    "upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "stream": "\(prepared.stream)",
+                ]
             )
             let failure: AttemptFailure
             do throws(AttemptFailure) {
-                try await send(prepared, body: body, apiKey: apiKey, timeouts: request.timeouts, remaining: remaining, emit: emit)
+                try await send(
+                    prepared, body: body, apiKey: apiKey, timeouts: request.timeouts, remaining: remaining, emit: emit)
                 return
             } catch {
                 failure = error
@@ -108,7 +114,7 @@ public final class MistralClient: Sendable {
     /// One HTTP exchange: sends the body, reads the reply and yields its events.
     private func send(
         _ prepared: PreparedRequest, body: [UInt8], apiKey: String, timeouts: Timeouts, remaining: Duration,
-        emit: (LLMEvent) -> Void
+        emit: (LLMEvent) async -> Void
     ) async throws(AttemptFailure) {
         let httpRequest = HTTPRequest(
             url: baseURL + prepared.path, method: "POST",
@@ -138,38 +144,46 @@ public final class MistralClient: Sendable {
 
         var decoder = ReplyDecoder(format: prepared.format, toolCallIDs: prepared.toolCallIDs)
         var afterOutput = false
-        func deliver(_ events: [LLMEvent]) {
+        func deliver(_ events: [LLMEvent]) async {
             for event in events {
                 afterOutput = true
-                emit(event)
+                await emit(event)
             }
         }
         do {
             guard prepared.stream else {
                 let reply = try await Self.collect(response, limit: Self.maxReplyBytes)
                 guard reply.count <= Self.maxReplyBytes else {
-                    throw AttemptFailure(info: ReplyDecoder.protocolError("the reply exceeds \(Self.maxReplyBytes) bytes"), isRetried: false)
+                    throw AttemptFailure(
+                        info: ReplyDecoder.protocolError("the reply exceeds \(Self.maxReplyBytes) bytes"),
+                        isRetried: false)
                 }
-                deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decodeResponse(reply) })
+                await deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decodeResponse(reply) })
                 return
             }
             var parser = SSEParser()
             for try await chunk in response {
                 let events = try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) }
                 for event in events {
-                    deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decode(event: event.event, data: event.data) })
+                    await deliver(
+                        try decodeOrFail { () throws(ErrorInfo) in
+                            try decoder.decode(event: event.event, data: event.data)
+                        })
                 }
             }
             for event in try decodeOrFail({ () throws(SSEError) in try parser.finish() }) {
-                deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decode(event: event.event, data: event.data) })
+                await deliver(
+                    try decodeOrFail { () throws(ErrorInfo) in try decoder.decode(event: event.event, data: event.data)
+                    })
             }
-            deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() })
+            await deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() })
         } catch let error as AttemptFailure {
             throw AttemptFailure(info: error.info, isRetried: error.isRetried, afterOutput: afterOutput)
         } catch let error as CurlError {
             throw Self.failure(error, afterOutput: afterOutput)
         } catch {
-            throw AttemptFailure(info: ErrorInfo(code: .internal, message: "\(error)"), isRetried: false, afterOutput: afterOutput)
+            throw AttemptFailure(
+                info: ErrorInfo(code: .internal, message: "\(error)"), isRetried: false, afterOutput: afterOutput)
         }
     }
 
@@ -180,7 +194,8 @@ public final class MistralClient: Sendable {
         } catch let error as ErrorInfo {
             throw AttemptFailure(info: error, isRetried: false)
         } catch {
-            throw AttemptFailure(info: ReplyDecoder.protocolError("malformed event stream (\(error))"), isRetried: false)
+            throw AttemptFailure(
+                info: ReplyDecoder.protocolError("malformed event stream (\(error))"), isRetried: false)
         }
     }
 
@@ -201,12 +216,15 @@ public final class MistralClient: Sendable {
         case .cancelled:
             info = cancelled
         case .couldNotConnect, .connectTimeout, .connectionLost:
-            info = ErrorInfo(code: .upstreamUnavailable, message: "could not reach Mistral: \(error.message)", retryable: true)
+            info = ErrorInfo(
+                code: .upstreamUnavailable, message: "could not reach Mistral: \(error.message)", retryable: true)
             isRetried = true
         case .couldNotResolveHost, .tls, .other:
-            info = ErrorInfo(code: .upstreamUnavailable, message: "could not reach Mistral: \(error.message)", retryable: true)
+            info = ErrorInfo(
+                code: .upstreamUnavailable, message: "could not reach Mistral: \(error.message)", retryable: true)
         case .firstByteTimeout, .idleTimeout, .totalTimeout:
-            info = ErrorInfo(code: .timeout, message: "Mistral did not answer in time: \(error.message)", retryable: true)
+            info = ErrorInfo(
+                code: .timeout, message: "Mistral did not answer in time: \(error.message)", retryable: true)
         }
         return AttemptFailure(info: info, isRetried: isRetried, afterOutput: afterOutput)
     }

@@ -99,7 +99,8 @@ struct ReplyDecoder {
 
     private mutating func decodeChunk(_ chunk: JSONObject) throws(ErrorInfo) -> [LLMEvent] {
         if chunk["object"]?.stringValue == "error" {
-            throw Self.protocolError("the stream carried an error: \(ErrorBody.message(from: .object(chunk)) ?? "no message")")
+            throw Self.protocolError(
+                "the stream carried an error: \(ErrorBody.message(from: .object(chunk)) ?? "no message")")
         }
         try readUsageAndModel(chunk)
         var events: [LLMEvent] = []
@@ -149,7 +150,8 @@ struct ReplyDecoder {
             let code = event["code"].map { $0.stringValue ?? $0.jsonText }
             let message = ErrorBody.message(from: .object(event)) ?? "no message"
             throw ErrorInfo(
-                code: .agentError, message: "the Mistral agent failed: \(message)" + (code.map { " (code \($0))" } ?? "")
+                code: .agentError,
+                message: "the Mistral agent failed: \(message)" + (code.map { " (code \($0))" } ?? "")
             )
         default:
             return []

@@ -27,7 +27,9 @@ struct PreparedRequest: Sendable {
             let history = try MessageFixups.apply(
                 system: request.system, messages: request.messages, toolChoice: options.toolChoice
             )
-            var body: JSONObject = ["model": .string(model), "messages": .array(history.messages.map(Self.chatMessage))]
+            var body: JSONObject = [
+                "model": .string(model), "messages": .array(history.messages.map(Self.chatMessage)),
+            ]
             Self.addSampling(options, to: &body, includingTemperature: true)
             if !request.tools.isEmpty { body["tools"] = .array(request.tools.map(Self.tool)) }
             body["tool_choice"] = history.toolChoice.map(Self.toolChoice)
@@ -78,7 +80,8 @@ struct PreparedRequest: Sendable {
     }
 
     /// The sampling fields shared by chat, agents completions and `CompletionArgs`.
-    private static func addSampling(_ options: GenerationOptions, to body: inout JSONObject, includingTemperature: Bool) {
+    private static func addSampling(_ options: GenerationOptions, to body: inout JSONObject, includingTemperature: Bool)
+    {
         if includingTemperature {
             body["temperature"] = options.temperature.map(JSONValue.double)
             body["top_p"] = options.topP.map(JSONValue.double)

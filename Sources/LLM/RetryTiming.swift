@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 extension RetryPolicy {
@@ -43,10 +43,14 @@ enum RetryAfter {
     /// obsolete RFC 850 form (`Sunday, 06-Nov-94 08:49:37 GMT`) they may.
     static func httpDate(_ text: String) -> Int64? {
         let fields = text.split(separator: " ")
-        let day: Int, month: Int, year: Int, clock: Substring
+        let day: Int
+        let month: Int
+        let year: Int
+        let clock: Substring
         switch fields.count {
         case 6 where fields[5] == "GMT":
-            guard let d = Int(fields[1]), let m = months.firstIndex(of: String(fields[2])), let y = Int(fields[3]) else {
+            guard let d = Int(fields[1]), let m = months.firstIndex(of: String(fields[2])), let y = Int(fields[3])
+            else {
                 return nil
             }
             (day, month, year, clock) = (d, m, y, fields[4])

@@ -23,7 +23,8 @@ enum ErrorBody {
             let parts = elements.compactMap(message(from:))
             return parts.isEmpty ? nil : parts.joined(separator: "; ")
         case .object(let object):
-            var text = object["message"].flatMap(message(from:)) ?? object["msg"].flatMap(message(from:))
+            var text =
+                object["message"].flatMap(message(from:)) ?? object["msg"].flatMap(message(from:))
                 ?? object["detail"].flatMap(message(from:)) ?? object["error"].flatMap(message(from:))
             if let location = object["loc"]?.arrayValue {
                 let path = location.map { $0.stringValue ?? $0.jsonText }.joined(separator: ".")

@@ -1,6 +1,7 @@
 import AgentProtocol
 import JSON
 import Testing
+
 @testable import LLM
 
 @Suite("Message fixups")
@@ -20,7 +21,10 @@ struct MessageFixupsTests {
     @Test("nothing is inserted between consecutive tool results, only after the last")
     func consecutiveTools() throws {
         let fixed = try MessageFixups.apply(
-            messages: [user("q"), assistant(nil, calls: ["aaaaaaaa1", "aaaaaaaa2"]), tool("aaaaaaaa1"), tool("aaaaaaaa2"), user("n")],
+            messages: [
+                user("q"), assistant(nil, calls: ["aaaaaaaa1", "aaaaaaaa2"]), tool("aaaaaaaa1"), tool("aaaaaaaa2"),
+                user("n"),
+            ],
             toolChoice: nil
         )
         #expect(roles(fixed) == [.user, .assistant, .tool, .tool, .assistant, .user])
@@ -83,7 +87,9 @@ struct MessageFixupsTests {
 
     @Test("auto and none stay as they are with a prefix")
     func prefixKeepsUnforcedChoice() throws {
-        #expect(try MessageFixups.apply(messages: [user("q"), assistant("S")], toolChoice: ToolChoice.none).toolChoice == ToolChoice.none)
+        #expect(
+            try MessageFixups.apply(messages: [user("q"), assistant("S")], toolChoice: ToolChoice.none).toolChoice
+                == ToolChoice.none)
         #expect(try MessageFixups.apply(messages: [user("q"), assistant("S")], toolChoice: nil).toolChoice == nil)
     }
 
@@ -158,18 +164,40 @@ struct MessageFixupsTests {
         }
     }
 
+    @Test("a history opening with a tool call is a bad request without a system prompt before it")
+    func openingToolCall() throws {
+        let history = [assistant(nil, calls: ["aaaaaaaa1"]), tool("aaaaaaaa1")]
+        #expect(
+            throws: ErrorInfo(
+                code: .badRequest, message: "messages[0].tool_calls: a conversation cannot start with a tool call")
+        ) {
+            try MessageFixups.apply(messages: history, toolChoice: nil)
+        }
+        #expect(
+            try mistralRuleViolation(MessageFixups.apply(system: ["sys"], messages: history, toolChoice: nil).messages)
+                == nil)
+    }
+
     @Test("generated histories either pass Mistral's rules once fixed, or are refused as unrepairable")
     func generatedHistories() throws {
         var generator = SplitMix64(seed: 0x5EED)
         var repaired = 0
         for _ in 0..<1000 {
-            let (messages, repairable) = randomHistory(using: &generator)
-            let choice = [ToolChoice.auto, .any, .required, .function(name: "lookup"), .none].randomElement(using: &generator)
+            var (messages, repairable) = randomHistory(using: &generator)
+            let prompts = Bool.random(using: &generator) ? ["sys"] : []
+            if prompts.isEmpty, let first = messages.first, first.role == .assistant, !first.toolCalls.isEmpty {
+                repairable = false
+            }
+            if prompts.isEmpty, messages.count == 1, messages[0].role == .assistant { repairable = false }
+            let choice = [ToolChoice.auto, .any, .required, .function(name: "lookup"), .none].randomElement(
+                using: &generator)
             do {
-                let fixed = try MessageFixups.apply(system: ["sys"], messages: messages, toolChoice: choice)
+                let fixed = try MessageFixups.apply(system: prompts, messages: messages, toolChoice: choice)
                 #expect(repairable, "accepted an unrepairable history: \(messages)")
                 #expect(mistralRuleViolation(fixed.messages) == nil, "\(messages) -> \(fixed.messages)")
-                if fixed.messages.last?.prefix == true { #expect(fixed.toolChoice == .auto || fixed.toolChoice == ToolChoice.none) }
+                if fixed.messages.last?.prefix == true {
+                    #expect(fixed.toolChoice == .auto || fixed.toolChoice == ToolChoice.none)
+                }
                 // Every call id sent maps back to the id the client used.
                 let clientIDs = messages.flatMap { $0.toolCalls.map(\.id) }
                 let wireIDs = fixed.messages.flatMap { $0.toolCalls.map(\.id) }
@@ -197,12 +225,17 @@ struct MessageFixupsTests {
             switch Int.random(in: 0..<7, using: &generator) {
             case 0: messages.append(system("s"))
             case 1, 2: messages.append(user("u", name: Bool.random(using: &generator) ? "n" : nil))
-            case 3: messages.append(assistant(Bool.random(using: &generator) ? "a" : "", prefix: Bool.random(using: &generator)))
+            case 3:
+                messages.append(
+                    assistant(Bool.random(using: &generator) ? "a" : "", prefix: Bool.random(using: &generator)))
             default:
                 var ids: [String] = []
                 for _ in 0..<Int.random(in: 1...3, using: &generator) {
                     var id = newID()
-                    while ids.contains(id) { id = "dup\(counter)x"; counter += 1 }
+                    while ids.contains(id) {
+                        id = "dup\(counter)x"
+                        counter += 1
+                    }
                     ids.append(id)
                 }
                 messages.append(assistant(Bool.random(using: &generator) ? "thinking" : nil, calls: ids))

@@ -1,6 +1,7 @@
 import AgentProtocol
 import JSON
 import Testing
+
 @testable import LLM
 
 @Suite("Reply decoding")
@@ -20,23 +21,35 @@ struct ReplyDecoderTests {
             #"{"id":"1","choices":[{"index":0,"delta":{"content":[{"type":"text","text":"world"}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5},"p":"abc"}"#,
             "[DONE]",
         ])
-        #expect(events == [
-            .text("Hello "), .text("world"),
-            .done(Completion(text: "Hello world", toolCalls: [], finishReason: "stop", usage: Usage(promptTokens: 3, completionTokens: 2, totalTokens: 5), model: "mistral-small-latest")),
-        ])
+        #expect(
+            events == [
+                .text("Hello "), .text("world"),
+                .done(
+                    Completion(
+                        text: "Hello world", toolCalls: [], finishReason: "stop",
+                        usage: Usage(promptTokens: 3, completionTokens: 2, totalTokens: 5),
+                        model: "mistral-small-latest")),
+            ])
     }
 
     @Test("tool calls whole in one terminal chunk, ids mapped back to the client's")
     func wholeToolCall() throws {
         let ids = ToolCallIDMap(clientIDs: ["call_1"])
         let wire = ids.wireID(for: "call_1")
-        let events = try decodeChat([
-            #"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"\#(wire)","function":{"name":"get","arguments":"{\"city\": \"Paris\"}"},"index":0},{"id":"ovsMU69C5","type":"function","function":{"name":"two","arguments":"{}"},"index":1}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
-            "[DONE]",
-        ], ids: ids)
-        let calls = [ToolCall(id: "call_1", name: "get", arguments: ["city": "Paris"]), ToolCall(id: "ovsMU69C5", name: "two", arguments: [:])]
+        let events = try decodeChat(
+            [
+                #"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"\#(wire)","function":{"name":"get","arguments":"{\"city\": \"Paris\"}"},"index":0},{"id":"ovsMU69C5","type":"function","function":{"name":"two","arguments":"{}"},"index":1}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+                "[DONE]",
+            ], ids: ids)
+        let calls = [
+            ToolCall(id: "call_1", name: "get", arguments: ["city": "Paris"]),
+            ToolCall(id: "ovsMU69C5", name: "two", arguments: [:]),
+        ]
         #expect(events.prefix(2) == [.toolCall(calls[0]), .toolCall(calls[1])])
-        guard case .done(let completion) = events.last else { Issue.record("no done"); return }
+        guard case .done(let completion) = events.last else {
+            Issue.record("no done")
+            return
+        }
         #expect(completion.toolCalls == calls)
         #expect(completion.finishReason == "tool_calls")
     }
@@ -54,21 +67,44 @@ struct ReplyDecoderTests {
     func conversation() throws {
         var decoder = ReplyDecoder(format: .conversation, toolCallIDs: .init())
         var events: [LLMEvent] = []
-        events += try decoder.decode(event: "conversation.response.started", data: #"{"type":"conversation.response.started","conversation_id":"conv_1"}"#)
-        events += try decoder.decode(event: "message.output.delta", data: #"{"type":"message.output.delta","model":"mistral-medium-2505","role":"assistant","content":"The"}"#)
-        events += try decoder.decode(event: nil, data: #"{"type":"function.call.delta","id":"fc_1","name":"f","tool_call_id":"Abc123xyz","arguments":"{\"a\":"}"#)
-        events += try decoder.decode(event: "function.call.delta", data: #"{"type":"function.call.delta","id":"fc_1","name":"f","tool_call_id":"Abc123xyz","arguments":"true}"}"#)
-        events += try decoder.decode(event: "conversation.response.done", data: #"{"type":"conversation.response.done","usage":{"prompt_tokens":1,"total_tokens":3,"completion_tokens":2}}"#)
+        events += try decoder.decode(
+            event: "conversation.response.started",
+            data: #"{"type":"conversation.response.started","conversation_id":"conv_1"}"#)
+        events += try decoder.decode(
+            event: "message.output.delta",
+            data: #"{"type":"message.output.delta","model":"mistral-medium-2505","role":"assistant","content":"The"}"#)
+        events += try decoder.decode(
+            event: nil,
+            data:
+                #"{"type":"function.call.delta","id":"fc_1","name":"f","tool_call_id":"Abc123xyz","arguments":"{\"a\":"}"#
+        )
+        events += try decoder.decode(
+            event: "function.call.delta",
+            data:
+                #"{"type":"function.call.delta","id":"fc_1","name":"f","tool_call_id":"Abc123xyz","arguments":"true}"}"#
+        )
+        events += try decoder.decode(
+            event: "conversation.response.done",
+            data:
+                #"{"type":"conversation.response.done","usage":{"prompt_tokens":1,"total_tokens":3,"completion_tokens":2}}"#
+        )
         #expect(decoder.isFinished)
         let call = ToolCall(id: "Abc123xyz", name: "f", arguments: ["a": true])
-        #expect(events == [
-            .text("The"), .toolCall(call),
-            .done(Completion(text: "The", toolCalls: [call], finishReason: "tool_calls", usage: Usage(promptTokens: 1, completionTokens: 2, totalTokens: 3), model: "mistral-medium-2505")),
-        ])
+        #expect(
+            events == [
+                .text("The"), .toolCall(call),
+                .done(
+                    Completion(
+                        text: "The", toolCalls: [call], finishReason: "tool_calls",
+                        usage: Usage(promptTokens: 1, completionTokens: 2, totalTokens: 3), model: "mistral-medium-2505"
+                    )),
+            ])
 
         var failing = ReplyDecoder(format: .conversation, toolCallIDs: .init())
         #expect {
-            try failing.decode(event: "conversation.response.error", data: #"{"type":"conversation.response.error","message":"boom","code":3000}"#)
+            try failing.decode(
+                event: "conversation.response.error",
+                data: #"{"type":"conversation.response.error","message":"boom","code":3000}"#)
         } throws: { ($0 as? ErrorInfo)?.code == .agentError && ($0 as? ErrorInfo)?.message.contains("boom") == true }
     }
 
@@ -88,7 +124,9 @@ struct ReplyDecoderTests {
 
     @Test("a stream that ends before its finish is upstream_protocol")
     func truncated() {
-        #expect { try decodeChat([#"{"choices":[{"delta":{"content":"Hi"}}]}"#]) } throws: { ($0 as? ErrorInfo)?.code == .upstreamProtocol }
+        #expect { try decodeChat([#"{"choices":[{"delta":{"content":"Hi"}}]}"#]) } throws: {
+            ($0 as? ErrorInfo)?.code == .upstreamProtocol
+        }
         var conversation = ReplyDecoder(format: .conversation, toolCallIDs: .init())
         #expect { try conversation.endOfStream() } throws: { ($0 as? ErrorInfo)?.code == .upstreamProtocol }
     }
@@ -97,21 +135,37 @@ struct ReplyDecoderTests {
     func wholeResponses() throws {
         var chat = ReplyDecoder(format: .chat, toolCallIDs: ToolCallIDMap(clientIDs: ["c1"]))
         let wire = ToolCallIDMap(clientIDs: ["c1"]).wireID(for: "c1")
-        let chatEvents = try chat.decodeResponse(Array(#"{"id":"x","object":"chat.completion","model":"m","created":1,"usage":{"prompt_tokens":24,"completion_tokens":27,"total_tokens":51},"choices":[{"index":0,"message":{"content":"Hi","tool_calls":[{"id":"\#(wire)","type":"function","function":{"name":"f","arguments":"{}"}}],"prefix":false,"role":"assistant"},"finish_reason":"tool_calls"}]}"#.utf8))
+        let chatEvents = try chat.decodeResponse(
+            Array(
+                #"{"id":"x","object":"chat.completion","model":"m","created":1,"usage":{"prompt_tokens":24,"completion_tokens":27,"total_tokens":51},"choices":[{"index":0,"message":{"content":"Hi","tool_calls":[{"id":"\#(wire)","type":"function","function":{"name":"f","arguments":"{}"}}],"prefix":false,"role":"assistant"},"finish_reason":"tool_calls"}]}"#
+                    .utf8))
         let call = ToolCall(id: "c1", name: "f", arguments: [:])
-        #expect(chatEvents == [
-            .text("Hi"), .toolCall(call),
-            .done(Completion(text: "Hi", toolCalls: [call], finishReason: "tool_calls", usage: Usage(promptTokens: 24, completionTokens: 27, totalTokens: 51), model: "m")),
-        ])
+        #expect(
+            chatEvents == [
+                .text("Hi"), .toolCall(call),
+                .done(
+                    Completion(
+                        text: "Hi", toolCalls: [call], finishReason: "tool_calls",
+                        usage: Usage(promptTokens: 24, completionTokens: 27, totalTokens: 51), model: "m")),
+            ])
 
         var conversation = ReplyDecoder(format: .conversation, toolCallIDs: .init())
-        let conversationEvents = try conversation.decodeResponse(Array(#"{"object":"conversation.response","conversation_id":"conv_1","outputs":[{"type":"message.output","role":"assistant","content":[{"type":"text","text":"Bonjour"}],"model":"mistral-medium"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#.utf8))
-        #expect(conversationEvents == [
-            .text("Bonjour"),
-            .done(Completion(text: "Bonjour", toolCalls: [], finishReason: "stop", usage: Usage(promptTokens: 1, completionTokens: 1, totalTokens: 2), model: "mistral-medium")),
-        ])
+        let conversationEvents = try conversation.decodeResponse(
+            Array(
+                #"{"object":"conversation.response","conversation_id":"conv_1","outputs":[{"type":"message.output","role":"assistant","content":[{"type":"text","text":"Bonjour"}],"model":"mistral-medium"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#
+                    .utf8))
+        #expect(
+            conversationEvents == [
+                .text("Bonjour"),
+                .done(
+                    Completion(
+                        text: "Bonjour", toolCalls: [], finishReason: "stop",
+                        usage: Usage(promptTokens: 1, completionTokens: 1, totalTokens: 2), model: "mistral-medium")),
+            ])
 
         var broken = ReplyDecoder(format: .chat, toolCallIDs: .init())
-        #expect { try broken.decodeResponse(Array("<html>".utf8)) } throws: { ($0 as? ErrorInfo)?.code == .upstreamProtocol }
+        #expect { try broken.decodeResponse(Array("<html>".utf8)) } throws: {
+            ($0 as? ErrorInfo)?.code == .upstreamProtocol
+        }
     }
 }

@@ -1,6 +1,7 @@
 import AgentProtocol
 import JSON
 import Testing
+
 @testable import LLM
 
 /// Field lists copied from /work/shared/mistral/openapi.yaml (additionalProperties: false).
@@ -37,8 +38,9 @@ struct RequestBodyTests {
     func chat() throws {
         let tools = [ToolSpec(name: "lookup", description: "Find", parameters: ["type": "object"])]
         let prepared = try PreparedRequest(
-            LLMRequest(upstream: .chatCompletions(model: "mistral-small-latest"), system: ["Be brief"], tools: tools,
-                       options: everyOption, messages: history)
+            LLMRequest(
+                upstream: .chatCompletions(model: "mistral-small-latest"), system: ["Be brief"], tools: tools,
+                options: everyOption, messages: history)
         )
         let body = try #require(prepared.body.objectValue)
         #expect(prepared.path == "/v1/chat/completions")
@@ -50,13 +52,23 @@ struct RequestBodyTests {
         #expect(body["stop"] == ["\n\n"])
         #expect(body["response_format"] == ["type": "json_object"])
         #expect(body["tool_choice"] == ["type": "function", "function": ["name": "lookup"]])
-        #expect(body["tools"] == [["type": "function", "function": ["name": "lookup", "description": "Find", "parameters": ["type": "object"]]]])
+        #expect(
+            body["tools"] == [
+                [
+                    "type": "function",
+                    "function": ["name": "lookup", "description": "Find", "parameters": ["type": "object"]],
+                ]
+            ])
         let messages = try #require(body["messages"]?.arrayValue)
-        #expect(messages.map { $0["role"]?.stringValue } == ["system", "user", "assistant", "tool", "assistant", "user"])
+        #expect(
+            messages.map { $0["role"]?.stringValue } == ["system", "user", "assistant", "tool", "assistant", "user"])
         #expect(messages[0]["content"] == "Be brief")
         let wireID = try #require(messages[2]["tool_calls"]?.arrayValue?.first?["id"]?.stringValue)
         #expect(ToolCallIDMap.isWireForm(wireID))
-        #expect(messages[2]["tool_calls"]?.arrayValue?.first == ["id": .string(wireID), "type": "function", "function": ["name": "lookup", "arguments": ["q": "x"]]])
+        #expect(
+            messages[2]["tool_calls"]?.arrayValue?.first == [
+                "id": .string(wireID), "type": "function", "function": ["name": "lookup", "arguments": ["q": "x"]],
+            ])
         #expect(messages[3] == ["role": "tool", "content": "42", "tool_call_id": .string(wireID), "name": "lookup"])
         #expect(messages[4] == ["role": "assistant", "content": " "])
     }
@@ -64,8 +76,9 @@ struct RequestBodyTests {
     @Test("agents completions: no model, temperature, top_p or safe_prompt")
     func agentCompletions() throws {
         let prepared = try PreparedRequest(
-            LLMRequest(upstream: .agentCompletions(agentID: "ag:3996db2b:20240805:french-agent:a8997aab"),
-                       options: everyOption, messages: [user("q")], stream: false)
+            LLMRequest(
+                upstream: .agentCompletions(agentID: "ag:3996db2b:20240805:french-agent:a8997aab"),
+                options: everyOption, messages: [user("q")], stream: false)
         )
         let body = try #require(prepared.body.objectValue)
         #expect(prepared.path == "/v1/agents/completions")
@@ -78,8 +91,9 @@ struct RequestBodyTests {
     @Test("conversations: inputs entries, store false, completion_args within CompletionArgs")
     func conversations() throws {
         let prepared = try PreparedRequest(
-            LLMRequest(upstream: .conversations(agentID: "ag_0684fe0e0b98773e8000323fc71a3986"), options: everyOption,
-                       messages: [system("early")] + history + [assistant("So")])
+            LLMRequest(
+                upstream: .conversations(agentID: "ag_0684fe0e0b98773e8000323fc71a3986"), options: everyOption,
+                messages: [system("early")] + history + [assistant("So")])
         )
         let body = try #require(prepared.body.objectValue)
         #expect(prepared.path == "/v1/conversations")
@@ -92,12 +106,17 @@ struct RequestBodyTests {
         // The trailing prefix relaxes the forced choice; a named function alone would become "any".
         #expect(arguments["tool_choice"] == "auto")
         let inputs = try #require(body["inputs"]?.arrayValue)
-        #expect(inputs.map { $0["type"]?.stringValue ?? "" } == [
-            "message.input", "message.input", "function.call", "function.result", "message.input", "message.input", "message.input",
-        ])
+        #expect(
+            inputs.map { $0["type"]?.stringValue ?? "" } == [
+                "message.input", "message.input", "function.call", "function.result", "message.input", "message.input",
+                "message.input",
+            ])
         #expect(inputs[0] == ["type": "message.input", "role": "user", "content": "early"])
         let callID = try #require(inputs[2]["tool_call_id"]?.stringValue)
-        #expect(inputs[2] == ["type": "function.call", "tool_call_id": .string(callID), "name": "lookup", "arguments": ["q": "x"]])
+        #expect(
+            inputs[2] == [
+                "type": "function.call", "tool_call_id": .string(callID), "name": "lookup", "arguments": ["q": "x"],
+            ])
         #expect(inputs[3] == ["type": "function.result", "tool_call_id": .string(callID), "result": "42"])
         #expect(inputs[4] == ["type": "message.input", "role": "assistant", "content": " "])
         #expect(inputs[6] == ["type": "message.input", "role": "assistant", "content": "So", "prefix": true])
@@ -106,8 +125,9 @@ struct RequestBodyTests {
     @Test("a named tool choice is sent to conversations as any")
     func conversationNamedChoice() throws {
         let prepared = try PreparedRequest(
-            LLMRequest(upstream: .conversations(agentID: "ag_0684fe0e0b98773e8000323fc71a3986"),
-                       options: GenerationOptions(toolChoice: .function(name: "f")), messages: [user("q")])
+            LLMRequest(
+                upstream: .conversations(agentID: "ag_0684fe0e0b98773e8000323fc71a3986"),
+                options: GenerationOptions(toolChoice: .function(name: "f")), messages: [user("q")])
         )
         #expect(prepared.body["completion_args"] == ["tool_choice": "any"])
     }
@@ -116,13 +136,18 @@ struct RequestBodyTests {
     func minimal() throws {
         let chat = try PreparedRequest(LLMRequest(upstream: .chatCompletions(model: "m"), messages: [user("q")]))
         #expect(chat.body == ["model": "m", "messages": [["role": "user", "content": "q"]], "stream": true])
-        let conversation = try PreparedRequest(LLMRequest(upstream: .conversations(agentID: "ag_1"), messages: [user("q")]))
+        let conversation = try PreparedRequest(
+            LLMRequest(upstream: .conversations(agentID: "ag_1"), messages: [user("q")]))
         #expect(conversation.body["completion_args"] == nil)
     }
 
     @Test("json_schema response format")
     func jsonSchema() {
-        let value = PreparedRequest.responseFormat(.jsonSchema(name: "n", schema: ["type": "object"], strict: true, description: nil))
-        #expect(value == ["type": "json_schema", "json_schema": ["name": "n", "schema": ["type": "object"], "strict": true]])
+        let value = PreparedRequest.responseFormat(
+            .jsonSchema(name: "n", schema: ["type": "object"], strict: true, description: nil))
+        #expect(
+            value == [
+                "type": "json_schema", "json_schema": ["name": "n", "schema": ["type": "object"], "strict": true],
+            ])
     }
 }

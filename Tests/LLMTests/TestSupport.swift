@@ -1,4 +1,5 @@
 import JSON
+
 @testable import LLM
 
 /// A seeded generator, so generated tests fail the same way every run.
@@ -30,6 +31,9 @@ func tool(_ id: String?, _ result: String = "ok") -> ChatMessage {
 /// (the strict pre-2026-04-27 form: no `user` after `tool`); returns the first violation.
 func mistralRuleViolation(_ messages: [ChatMessage]) -> String? {
     guard let last = messages.last else { return "Conversation must have at least one message" }
+    if let first = messages.first, first.role == .assistant, !first.toolCalls.isEmpty {
+        return "Unexpected tool message (the first message's calls are not counted)"
+    }
     if messages.count == 1, last.role != .user, last.role != .system {
         return "Conversation must start with a user message or system message"
     }
@@ -62,7 +66,10 @@ func mistralRuleViolation(_ messages: [ChatMessage]) -> String? {
             expectedResults -= 1
             guard let id = message.toolCallID, ToolCallIDMap.isWireForm(id),
                 let position = openIDs.firstIndex(of: id)
-            else { return "\(index): Tool call id was \(message.toolCallID ?? "nil") but must be a-z, A-Z, 0-9, with a length of 9." }
+            else {
+                return
+                    "\(index): Tool call id was \(message.toolCallID ?? "nil") but must be a-z, A-Z, 0-9, with a length of 9."
+            }
             openIDs.remove(at: position)
         case .assistant, .user:
             if expectedResults != 0 { return "\(index): Not the same number of function calls and responses" }

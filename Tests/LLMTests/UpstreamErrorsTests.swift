@@ -1,10 +1,11 @@
 import AgentProtocol
 import JSON
 import Testing
+
 @testable import LLM
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("Upstream errors, retries and settings")
@@ -12,14 +13,20 @@ struct UpstreamErrorsTests {
     @Test(
         "error bodies of every observed vintage yield Mistral's message",
         arguments: [
-            (#"{"object":"error","message":"Unexpected role 'user' after role 'tool'","type":"invalid_request_message_order","param":null,"code":"3230"}"#,
-             "Unexpected role 'user' after role 'tool' (code 3230)"),
+            (
+                #"{"object":"error","message":"Unexpected role 'user' after role 'tool'","type":"invalid_request_message_order","param":null,"code":"3230"}"#,
+                "Unexpected role 'user' after role 'tool' (code 3230)"
+            ),
             (#"{"detail":"Unauthorized"}"#, "Unauthorized"),
             (#"{"message":"Unauthorized","request_id":"c61f"}"#, "Unauthorized"),
-            (#"{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body","n"],"msg":"Extra inputs are not permitted","input":1}]},"type":"invalid_request_error","param":null,"code":null}"#,
-             "body.n: Extra inputs are not permitted (extra_forbidden)"),
-            (#"{"detail":[{"type":"extra_forbidden","loc":["body","messages",6,"name"],"msg":"Extra inputs are not permitted"},{"type":"missing","loc":["body","model"],"msg":"Field required"}]}"#,
-             "body.messages.6.name: Extra inputs are not permitted (extra_forbidden); body.model: Field required (missing)"),
+            (
+                #"{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body","n"],"msg":"Extra inputs are not permitted","input":1}]},"type":"invalid_request_error","param":null,"code":null}"#,
+                "body.n: Extra inputs are not permitted (extra_forbidden)"
+            ),
+            (
+                #"{"detail":[{"type":"extra_forbidden","loc":["body","messages",6,"name"],"msg":"Extra inputs are not permitted"},{"type":"missing","loc":["body","model"],"msg":"Field required"}]}"#,
+                "body.messages.6.name: Extra inputs are not permitted (extra_forbidden); body.model: Field required (missing)"
+            ),
             (#"{"object":"Error","message":["a","b"],"code":3230}"#, "a; b (code 3230)"),
             ("upstream connect error\n", "upstream connect error"),
         ]
@@ -31,7 +38,9 @@ struct UpstreamErrorsTests {
     @Test("empty bodies give no message; long ones are bounded")
     func boundedBodies() {
         #expect(ErrorBody.message(from: []) == nil)
-        #expect(ErrorBody.message(from: Array(String(repeating: "x", count: 5000).utf8))!.count <= ErrorBody.maxMessageLength + 1)
+        #expect(
+            ErrorBody.message(from: Array(String(repeating: "x", count: 5000).utf8))!.count <= ErrorBody
+                .maxMessageLength + 1)
     }
 
     @Test(
@@ -101,11 +110,13 @@ struct UpstreamErrorsTests {
         write(directory + "/empty", "\n")
         let environment = ["CREDENTIALS_DIRECTORY": directory, "MISTRAL_API_KEY": "from-env"]
 
-        let fromFile = MistralSettings.resolve(baseURL: "https://api.mistral.ai", apiKeyFile: directory + "/file", environment: environment)
+        let fromFile = MistralSettings.resolve(
+            baseURL: "https://api.mistral.ai", apiKeyFile: directory + "/file", environment: environment)
         #expect(fromFile.apiKey == "from-file")
         #expect(!fromFile.description.contains("from-file"), "the key never appears in descriptions")
 
-        let fromCredentials = MistralSettings.resolve(baseURL: "b", apiKeyFile: directory + "/missing", environment: environment)
+        let fromCredentials = MistralSettings.resolve(
+            baseURL: "b", apiKeyFile: directory + "/missing", environment: environment)
         #expect(fromCredentials.apiKey == "from-credentials")
         #expect(fromCredentials.problems.count == 1)
 
