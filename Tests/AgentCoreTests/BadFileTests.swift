@@ -33,21 +33,38 @@ enum Fixtures {
 
     /// Every diagnostic each file in Fixtures/bad must produce, exactly.
     static let expected: [BadFile] = [
-        BadFile("Bad_Name.yaml", 1, 1, "agent name 'Bad_Name' (the file name without its extension) must match ^[a-z0-9][a-z0-9_-]{0,62}$"),
-        BadFile("agent-completions-temperature.yaml", 4, 1, "'temperature' is not available with agent_api: completions (Mistral's agents completion request has no temperature or top_p); use agent_api: conversations"),
+        BadFile(
+            "Bad_Name.yaml", 1, 1,
+            "agent name 'Bad_Name' (the file name without its extension) must match ^[a-z0-9][a-z0-9_-]{0,62}$"),
+        BadFile(
+            "agent-completions-temperature.yaml", 4, 1,
+            "'temperature' is not available with agent_api: completions (Mistral's agents completion request has no temperature or top_p); use agent_api: conversations"
+        ),
         BadFile("agent-missing-id.yaml", 1, 1, "missing 'agent_id' (required in agent mode)"),
         BadFile("agent-temperature-range.yaml", 3, 14, "temperature: must be between 0 and 1 in agent mode, got 1.2"),
-        BadFile("agent-tool-choice-name.yaml", 3, 14, "tool_choice: {name: search} needs a tool defined in `tools`, which agent mode does not have; use auto, none, any or required"),
-        BadFile("agent-tools.yaml", 3, 1, "'tools' is only valid in normal mode: in agent mode the Mistral agent owns its tools"),
+        BadFile(
+            "agent-tool-choice-name.yaml", 3, 14,
+            "tool_choice: {name: search} needs a tool defined in `tools`, which agent mode does not have; use auto, none, any or required"
+        ),
+        BadFile(
+            "agent-tools.yaml", 3, 1,
+            "'tools' is only valid in normal mode: in agent mode the Mistral agent owns its tools"),
         BadFile("agent-tools.yaml", 4, 1, "'safe_prompt' is only valid in normal mode"),
-        BadFile("alias-bomb.yaml", 6, 8, "aliases expand to more than 10000 nodes; refusing a possible \"billion laughs\" document"),
-        BadFile("bad-response-format.yaml", 6, 13, "response_format.json_schema.strict: expected true or false, got the string \"yes\""),
+        BadFile(
+            "alias-bomb.yaml", 6, 8,
+            "aliases expand to more than 10000 nodes; refusing a possible \"billion laughs\" document"),
+        BadFile(
+            "bad-response-format.yaml", 6, 13,
+            "response_format.json_schema.strict: expected true or false, got the string \"yes\""),
         BadFile("bad-tools.yaml", 3, 11, "tools[0].name: 'get order' must match ^[a-zA-Z0-9_-]{1,64}$"),
         BadFile("bad-tools.yaml", 5, 17, "tools[1].parameters: must be a JSON Schema object with `type: object`"),
         BadFile("bad-tools.yaml", 6, 11, "tools[2].name: duplicate tool name 'lookup' (first at 4:11)"),
         BadFile("bad-tools.yaml", 8, 5, "unknown key 'paramters' in tools[3] (did you mean 'parameters'?)"),
         BadFile("bad-tools.yaml", 9, 21, "tool_choice.name: names no defined tool 'missing_tool' (defined: fetch)"),
-        BadFile("conversations-parallel.yaml", 3, 1, "'parallel_tool_calls' is not available with agent_api: conversations (Mistral's completion_args have no parallel_tool_calls); use agent_api: completions"),
+        BadFile(
+            "conversations-parallel.yaml", 3, 1,
+            "'parallel_tool_calls' is not available with agent_api: conversations (Mistral's completion_args have no parallel_tool_calls); use agent_api: completions"
+        ),
         BadFile("duplicate-key.yaml", 4, 1, "duplicate key 'temperature' (first at 2:1)"),
         BadFile("empty.yaml", 1, 1, "empty file: expected a mapping with at least `model` or `agent_id`"),
         BadFile("invalid-utf8.yaml", 2, 17, "invalid UTF-8 (byte 0xE9)"),
@@ -57,15 +74,22 @@ enum Fixtures {
         BadFile("many-errors.yaml", 5, 1, "unknown key 'safe_promt' (did you mean 'safe_prompt'?)"),
         BadFile("many-errors.yaml", 7, 12, "limits.timeout: unknown unit 'h' in '2h'; use ms, s or m"),
         BadFile("many-errors.yaml", 8, 10, "limits.queue: must be between 0 and 100000, got -1"),
-        BadFile("many-errors.yaml", 9, 16, "socket.mode: expected an octal mode string such as \"0660\", got a number (a plain 0660 is read as a number; write it quoted: \"0660\")"),
+        BadFile(
+            "many-errors.yaml", 9, 16,
+            "socket.mode: expected an octal mode string such as \"0660\", got a number (a plain 0660 is read as a number; write it quoted: \"0660\")"
+        ),
         BadFile("many-errors.yaml", 10, 19, "retry.attempts: must be between 1 and 10, got 0"),
         BadFile("missing-group.yaml", 2, 31, "socket.group: group 'no-such-group-agentd' does not exist"),
         BadFile("missing-group.yaml", 3, 23, "allow.users: user 'no-such-user-agentd' does not exist"),
-        BadFile("normal-agent-id-model.yaml", 1, 8, "model: 'ag_0684fe0e0b98773e8000323fc71a3986' is a Mistral agent id; add `mode: agent` to use it"),
+        BadFile(
+            "normal-agent-id-model.yaml", 1, 8,
+            "model: 'ag_0684fe0e0b98773e8000323fc71a3986' is a Mistral agent id; add `mode: agent` to use it"),
         BadFile("normal-agent-only.yaml", 2, 1, "'agent_api' is only valid in agent mode (add `mode: agent`)"),
         BadFile("normal-missing-model.yaml", 1, 1, "missing 'model' (required in normal mode)"),
         BadFile("not-a-mapping.yaml", 1, 1, "expected a mapping of settings, got a list"),
-        BadFile("other-mode.yaml", 3, 1, "'system' is only valid in normal mode: in agent mode the Mistral agent owns its instructions"),
+        BadFile(
+            "other-mode.yaml", 3, 1,
+            "'system' is only valid in normal mode: in agent mode the Mistral agent owns its instructions"),
         BadFile("out-of-range.yaml", 2, 14, "temperature: must be between 0 and 1.5, got 2"),
         BadFile("tab-indentation.yaml", 4, 1, "tab character in indentation; YAML indents with spaces only"),
         BadFile("two-documents.yaml", 2, 1, "a second YAML document; a file holds exactly one"),
@@ -130,16 +154,22 @@ struct BadAgentFileTests {
         }
         #expect(list.diagnostics.count == 1)
         #expect(list.diagnostics.first?.line == 1 && list.diagnostics.first?.column == 1)
-        #expect(list.diagnostics.first?.message.hasPrefix("file is larger than 1 MiB (\(text.utf8.count) bytes)") == true)
+        #expect(
+            list.diagnostics.first?.message.hasPrefix("file is larger than 1 MiB (\(text.utf8.count) bytes)") == true)
         #expect(elapsed < .seconds(5))
     }
 
     @Test("a missing or unreadable file is a diagnostic, not a crash")
     func unreadable() throws {
         let missing = AgentLoader.loadFile("/nonexistent/agentd/x.yaml")
-        #expect(missing == .failure(DiagnosticList([
-            Diagnostic(file: "/nonexistent/agentd/x.yaml", line: 1, column: 1, message: "cannot open file: No such file or directory")
-        ])))
+        #expect(
+            missing
+                == .failure(
+                    DiagnosticList([
+                        Diagnostic(
+                            file: "/nonexistent/agentd/x.yaml", line: 1, column: 1,
+                            message: "cannot open file: No such file or directory")
+                    ])))
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try FileManager.default.createDirectory(atPath: directory + "/dir.yaml", withIntermediateDirectories: false)
@@ -161,10 +191,12 @@ struct BadAgentFileTests {
         try write("temprature: 1\n", to: directory + "/broken.yaml")
         let result = try AgentLoader.loadDirectory(directory)
         #expect(result.agents.map(\.name) == ["other"])
-        #expect(result.failures[directory + "/support.yaml"]?.first?.message
-            == "agent 'support' is also defined by support.yml; each agent needs exactly one file")
-        #expect(result.failures[directory + "/support.yml"]?.first?.message
-            == "agent 'support' is also defined by support.yaml; each agent needs exactly one file")
+        #expect(
+            result.failures[directory + "/support.yaml"]?.first?.message
+                == "agent 'support' is also defined by support.yml; each agent needs exactly one file")
+        #expect(
+            result.failures[directory + "/support.yml"]?.first?.message
+                == "agent 'support' is also defined by support.yaml; each agent needs exactly one file")
         #expect(result.failures[directory + "/broken.yaml"]?.count == 2)
     }
 
@@ -177,7 +209,8 @@ struct BadAgentFileTests {
         try write("model: mistral-small-latest\n", to: directory + "/real.yaml.bak")
         try FileManager.default.createDirectory(atPath: directory + "/sub", withIntermediateDirectories: false)
         try write("model: mistral-small-latest\n", to: directory + "/sub/target.yaml")
-        try FileManager.default.createSymbolicLink(atPath: directory + "/linked.yaml", withDestinationPath: directory + "/sub/target.yaml")
+        try FileManager.default.createSymbolicLink(
+            atPath: directory + "/linked.yaml", withDestinationPath: directory + "/sub/target.yaml")
         let result = try AgentLoader.loadDirectory(directory)
         #expect(result.agents.map(\.name) == ["linked"])
         #expect(result.failures.isEmpty)

@@ -9,7 +9,8 @@ struct CheckCommandTests {
     private static let buildDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         .deletingLastPathComponent()
 
-    private func run(_ product: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    private func run(_ product: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String)
+    {
         let executable = Self.buildDirectory.appendingPathComponent(product)
         try #require(FileManager.default.isExecutableFile(atPath: executable.path), "build \(product) first")
         let process = Process()
@@ -23,7 +24,9 @@ struct CheckCommandTests {
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        return (
+            process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self)
+        )
     }
 
     @Test("a misspelt key fails the check at FILE:2:1 with a hint, exit 1")
@@ -54,7 +57,8 @@ struct CheckCommandTests {
         let start = try run("agentd", ["--config", config])
         #expect(start.status == 78)
         #expect(start.stderr.contains("\(config):2:15: error:"))
-        let missing = try run("agentd", ["--check", "--config", "/nonexistent/agentd.yaml", "--agents-dir", Fixtures.shippedAgents])
+        let missing = try run(
+            "agentd", ["--check", "--config", "/nonexistent/agentd.yaml", "--agents-dir", Fixtures.shippedAgents])
         #expect(missing.status == 1)
     }
 
@@ -65,7 +69,10 @@ struct CheckCommandTests {
         #expect(good.stdout.contains("minimal (normal, open-mistral-nemo)"))
         let bad = try run("agentctl", ["validate", Fixtures.good, Fixtures.bad + "/unknown-key.yaml"])
         #expect(bad.status == 65)
-        #expect(bad.stderr == "\(Fixtures.bad)/unknown-key.yaml:2:1: error: unknown key 'temprature' (did you mean 'temperature'?)\n")
+        #expect(
+            bad.stderr
+                == "\(Fixtures.bad)/unknown-key.yaml:2:1: error: unknown key 'temprature' (did you mean 'temperature'?)\n"
+        )
         let usage = try run("agentctl", ["validate", "--no-such-flag"])
         #expect(usage.status == 64)
     }

@@ -31,16 +31,20 @@ struct GoodAgentFileTests {
             "properties": ["order_id": ["type": "string"], "verbose": ["type": "boolean", "default": false]],
             "required": ["order_id"],
         ]
-        #expect(agent.tools == [
-            ToolSpec(name: "get_order_status", description: "Look up an order by id", parameters: schema),
-            ToolSpec(name: "ping", parameters: ["type": "object", "properties": [:]]),
-        ])
+        #expect(
+            agent.tools == [
+                ToolSpec(name: "get_order_status", description: "Look up an order by id", parameters: schema),
+                ToolSpec(name: "ping", parameters: ["type": "object", "properties": [:]]),
+            ])
         let responseSchema: JSONValue = ["type": "object", "properties": ["answer": ["type": "string"]]]
-        #expect(agent.options == GenerationOptions(
-            temperature: 0.7, topP: 0.9, maxTokens: 1024, randomSeed: 42, stop: ["\n\n", "END"],
-            presencePenalty: -0.5, frequencyPenalty: 1.5, safePrompt: false,
-            responseFormat: .jsonSchema(name: "reply", schema: responseSchema, strict: true, description: "The reply object"),
-            toolChoice: .function(name: "get_order_status"), parallelToolCalls: false))
+        #expect(
+            agent.options
+                == GenerationOptions(
+                    temperature: 0.7, topP: 0.9, maxTokens: 1024, randomSeed: 42, stop: ["\n\n", "END"],
+                    presencePenalty: -0.5, frequencyPenalty: 1.5, safePrompt: false,
+                    responseFormat: .jsonSchema(
+                        name: "reply", schema: responseSchema, strict: true, description: "The reply object"),
+                    toolChoice: .function(name: "get_order_status"), parallelToolCalls: false))
         #expect(agent.socket == SocketSettings(path: "/run/agentd/custom/support.sock", mode: 0o640, group: "root"))
         #expect(agent.allow == AccessList(users: ["root"], groups: ["root"]))
         var limits = Limits()
@@ -57,8 +61,11 @@ struct GoodAgentFileTests {
         let agent = try load(Fixtures.good + "/agent-completions.yaml")
         #expect(agent.mode == .agent)
         #expect(agent.upstream == .agentCompletions(agentID: "ag:3996db2b:20240805:french-agent:a8997aab"))
-        #expect(agent.options == GenerationOptions(
-            maxTokens: 300, stop: ["END"], responseFormat: .jsonObject, toolChoice: .any, parallelToolCalls: true))
+        #expect(
+            agent.options
+                == GenerationOptions(
+                    maxTokens: 300, stop: ["END"], responseFormat: .jsonObject, toolChoice: .any,
+                    parallelToolCalls: true))
         #expect(agent.system.isEmpty && agent.tools.isEmpty)
     }
 
@@ -71,7 +78,8 @@ struct GoodAgentFileTests {
         #expect(agent.socket == SocketSettings(path: nil, mode: 0o660, group: nil))
         #expect(agent.allow == nil)
         #expect(agent.limits == Limits())
-        #expect(agent.limits.maxConcurrent == 16 && agent.limits.queue == 64 && agent.limits.maxRequestBytes == 1_048_576)
+        #expect(
+            agent.limits.maxConcurrent == 16 && agent.limits.queue == 64 && agent.limits.maxRequestBytes == 1_048_576)
         #expect(agent.retry == RetryPolicy())
     }
 
