@@ -40,6 +40,13 @@ enum Fixtures {
             "agent-completions-temperature.yaml", 4, 1,
             "'temperature' is not available with agent_api: completions (Mistral's agents completion request has no temperature or top_p); use agent_api: conversations"
         ),
+        BadFile("agent-model-and-id.yaml", 3, 1, "'model' and 'agent_id' both given; in agent mode give only agent_id"),
+        BadFile("bad-mode.yaml", 1, 7, "mode: must be one of normal, agent, got 'agnet' (did you mean 'agent'?)"),
+        BadFile(
+            "bad-mode.yaml", 3, 18,
+            "response_format: expected text, json_object or {json_schema: {name, schema, strict}}, got the string \"yaml\""
+        ),
+        BadFile("bad-mode.yaml", 4, 21, "system[1]: expected a string, got a number"),
         BadFile("agent-missing-id.yaml", 1, 1, "missing 'agent_id' (required in agent mode)"),
         BadFile("agent-temperature-range.yaml", 3, 14, "temperature: must be between 0 and 1 in agent mode, got 1.2"),
         BadFile(
