@@ -18,7 +18,7 @@ enum ConfigFile {
 
     /// The file's bytes. Symlinks are followed, so `agents.d/x.yaml -> ../shared/x.yaml` works.
     static func contents(of path: String) throws(ReadError) -> [UInt8] {
-        // O_NONBLOCK: a FIFO named by mistake must fail, not hang the daemon at start.
+        // O_NONBLOCK: a FIFO named by mistake must not hang the daemon at start.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0, errno == ENOENT { throw .missing }
         try check(fd, "cannot open")
