@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import JSON
 import LLM
 import YAML
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// The outcome of loading an agents directory: every file either loaded or has diagnostics.
 public struct AgentDirectory: Sendable, Equatable {
@@ -122,7 +123,8 @@ public enum AgentLoader {
     }
 
     /// An agent definition from a parsed file.
-    static func definition(from root: YAMLNode?, file: String, name: String) -> Result<AgentDefinition, DiagnosticList> {
+    static func definition(from root: YAMLNode?, file: String, name: String) -> Result<AgentDefinition, DiagnosticList>
+    {
         var reader = AgentFileReader(checker: NodeChecker(file: file))
         let agent = reader.read(root, name: name)
         let diagnostics = reader.checker.diagnostics
@@ -318,14 +320,17 @@ private struct AgentFileReader {
             do {
                 try rule.apply(value, context, &options)
             } catch {
-                checker.error(field.value.descendant(at: error.path), "\(field.name)\(error.pathText): \(error.message)")
+                checker.error(
+                    field.value.descendant(at: error.path), "\(field.name)\(error.pathText): \(error.message)")
             }
         }
         return options
     }
 
     private mutating func readSocket(_ node: YAMLNode) -> SocketSettings? {
-        guard let fields = checker.fields(of: node, path: "socket", known: ["path", "mode", "group"]) else { return nil }
+        guard let fields = checker.fields(of: node, path: "socket", known: ["path", "mode", "group"]) else {
+            return nil
+        }
         var socket = SocketSettings(mode: 0o660)
         if let node = fields["path"], let path = checker.nonEmptyString(node, path: "socket.path") {
             if !path.hasPrefix("/") {
@@ -357,7 +362,8 @@ private struct AgentFileReader {
         guard let fields = checker.fields(of: node, path: "limits", known: known) else { return nil }
         var limits = Limits()
         if let node = fields["max_concurrent"] {
-            limits.maxConcurrent = checker.integer(node, path: "limits.max_concurrent", in: 1...10_000) ?? limits.maxConcurrent
+            limits.maxConcurrent =
+                checker.integer(node, path: "limits.max_concurrent", in: 1...10_000) ?? limits.maxConcurrent
         }
         if let node = fields["queue"] {
             limits.queue = checker.integer(node, path: "limits.queue", in: 0...100_000) ?? limits.queue
@@ -380,7 +386,8 @@ private struct AgentFileReader {
     }
 
     private mutating func readRetry(_ node: YAMLNode) -> RetryPolicy? {
-        guard let fields = checker.fields(of: node, path: "retry", known: ["attempts", "base_delay", "max_delay"]) else {
+        guard let fields = checker.fields(of: node, path: "retry", known: ["attempts", "base_delay", "max_delay"])
+        else {
             return nil
         }
         var retry = RetryPolicy()

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import YAML
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Reading a configuration file: bounded, symlinks followed, every failure a diagnostic.
 enum ConfigFile {
@@ -17,6 +18,7 @@ enum ConfigFile {
 
     /// The file's bytes. Symlinks are followed, so `agents.d/x.yaml -> ../shared/x.yaml` works.
     static func contents(of path: String) throws(ReadError) -> [UInt8] {
+        // O_NONBLOCK: a FIFO named by mistake must not hang the daemon at start.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0, errno == ENOENT { throw .missing }
         try check(fd, "cannot open")

@@ -18,7 +18,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var socketDir = "/run/agentd"
     /// Group of the agent sockets; nil: the daemon's own group.
     public var socketGroup: String?
-    /// `<socket_dir>/control.sock` unless `path` is set.
+    /// Mode and group of `<socket_dir>/control.sock`; `path` is not configurable and stays nil.
     public var controlSocket = SocketSettings(mode: 0o600)
     public var mistralBaseURL = "https://api.mistral.ai"
     public var apiKeyFile: String?
@@ -79,7 +79,8 @@ private struct DaemonConfigReader {
             let socket = checker.fields(of: node, path: "control_socket", known: ["mode", "group"])
         {
             if let mode = socket["mode"] {
-                config.controlSocket.mode = checker.octalMode(mode, path: "control_socket.mode") ?? config.controlSocket.mode
+                config.controlSocket.mode =
+                    checker.octalMode(mode, path: "control_socket.mode") ?? config.controlSocket.mode
             }
             if let group = socket["group"] {
                 config.controlSocket.group = checker.group(group, path: "control_socket.group")

@@ -131,7 +131,7 @@ struct NodeChecker {
         }
     }
 
-    /// A list of strings; a single string is also accepted when `single` is true.
+    /// A list of strings; a single string is also accepted when `allowSingle` is true.
     mutating func strings(_ node: YAMLNode, path: String, allowSingle: Bool) -> [(String, YAMLNode)]? {
         if allowSingle, node.scalar != nil, case .string(let text) = node.resolved { return [(text, node)] }
         guard let items = node.sequence else {

@@ -71,38 +71,48 @@ struct OptionRule: Sendable {
 /// The one table of generation options: names, types, ranges and mode rules.
 enum OptionRules {
     static let all: [OptionRule] = [
-        OptionRule(key: "temperature", perRequest: true, unavailable: withoutSampling) { (value, context, options: inout GenerationOptions) throws(OptionProblem) in
+        OptionRule(key: "temperature", perRequest: true, unavailable: withoutSampling) {
+            (value, context, options: inout GenerationOptions) throws(OptionProblem) in
             let upper = context.mode == .agent ? 1.0 : 1.5
             let qualifier = context.mode == .agent ? " in agent mode" : ""
             options.temperature = try number(value, in: 0...upper, qualifier: qualifier)
         },
-        OptionRule(key: "top_p", perRequest: true, unavailable: withoutSampling) { (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+        OptionRule(key: "top_p", perRequest: true, unavailable: withoutSampling) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             let number = try number(value, in: 0...1)
             guard number > 0 else { throw OptionProblem("must be greater than 0 and at most 1, got \(format(number))") }
             options.topP = number
         },
-        OptionRule(key: "max_tokens", perRequest: true, unavailable: always) { (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+        OptionRule(key: "max_tokens", perRequest: true, unavailable: always) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             options.maxTokens = try integer(value, in: 1...10_000_000)
         },
-        OptionRule(key: "random_seed", perRequest: true, unavailable: always) { (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+        OptionRule(key: "random_seed", perRequest: true, unavailable: always) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             options.randomSeed = try integer(value, in: 0...Int(Int32.max))
         },
-        OptionRule(key: "stop", perRequest: true, unavailable: always) { (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+        OptionRule(key: "stop", perRequest: true, unavailable: always) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             options.stop = try stop(value)
         },
-        OptionRule(key: "presence_penalty", perRequest: false, unavailable: always) { (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+        OptionRule(key: "presence_penalty", perRequest: false, unavailable: always) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             options.presencePenalty = try number(value, in: -2...2)
         },
-        OptionRule(key: "frequency_penalty", perRequest: false, unavailable: always) { (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+        OptionRule(key: "frequency_penalty", perRequest: false, unavailable: always) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             options.frequencyPenalty = try number(value, in: -2...2)
         },
-        OptionRule(key: "safe_prompt", perRequest: false, unavailable: normalOnly) { (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+        OptionRule(key: "safe_prompt", perRequest: false, unavailable: normalOnly) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             options.safePrompt = try bool(value)
         },
-        OptionRule(key: "response_format", perRequest: false, unavailable: always) { (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+        OptionRule(key: "response_format", perRequest: false, unavailable: always) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             options.responseFormat = try responseFormat(value)
         },
-        OptionRule(key: "tool_choice", perRequest: true, unavailable: always) { (value, context, options: inout GenerationOptions) throws(OptionProblem) in
+        OptionRule(key: "tool_choice", perRequest: true, unavailable: always) {
+            (value, context, options: inout GenerationOptions) throws(OptionProblem) in
             options.toolChoice = try toolChoice(value, context)
         },
         OptionRule(key: "parallel_tool_calls", perRequest: false, unavailable: withoutParallelCalls) {
@@ -143,7 +153,8 @@ enum OptionRules {
         guard let number = value.doubleValue else { throw OptionProblem("expected a number, got \(describe(value))") }
         guard range.contains(number) else {
             throw OptionProblem(
-                "must be between \(format(range.lowerBound)) and \(format(range.upperBound))\(qualifier), got \(format(number))")
+                "must be between \(format(range.lowerBound)) and \(format(range.upperBound))\(qualifier), got \(format(number))"
+            )
         }
         return number
     }
@@ -188,7 +199,8 @@ enum OptionRules {
         case "json_object": return .jsonObject
         case .object(let object):
             guard object.keys == ["json_schema"], let spec = object["json_schema"]?.objectValue else {
-                throw OptionProblem("expected \(expected), got an object with keys \(object.keys.joined(separator: ", "))")
+                throw OptionProblem(
+                    "expected \(expected), got an object with keys \(object.keys.joined(separator: ", "))")
             }
             let path: [OptionProblem.PathComponent] = [.key("json_schema")]
             let known = ["name", "schema", "strict", "description"]
@@ -238,7 +250,9 @@ enum OptionRules {
                 )
             }
             guard context.toolNames.contains(name) else {
-                let defined = context.toolNames.isEmpty ? "no tools are defined" : "defined: \(context.toolNames.joined(separator: ", "))"
+                let defined =
+                    context.toolNames.isEmpty
+                    ? "no tools are defined" : "defined: \(context.toolNames.joined(separator: ", "))"
                 throw OptionProblem("names no defined tool '\(name)' (\(defined))", at: [.key("name")])
             }
             return .function(name: name)

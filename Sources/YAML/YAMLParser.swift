@@ -52,7 +52,9 @@ private struct Source {
             case .valid(let encoded): offset += encoded.count
             case .emptyInput: return
             case .error:
-                throw YAMLError(.invalidUTF8, at: mark(atByteOffset: offset), "invalid UTF-8 (byte 0x\(String(bytes[offset], radix: 16, uppercase: true)))")
+                throw YAMLError(
+                    .invalidUTF8, at: mark(atByteOffset: offset),
+                    "invalid UTF-8 (byte 0x\(String(bytes[offset], radix: 16, uppercase: true)))")
             }
         }
     }
@@ -148,7 +150,8 @@ private final class EventReader {
         case YAML_MEMORY_ERROR:
             throw YAMLError(.syntax, at: Mark(line: 1, column: 1), "libyaml ran out of memory")
         case YAML_READER_ERROR:
-            throw YAMLError(.syntax, at: source.mark(atByteOffset: parser.pointee.problem_offset), "invalid YAML: \(problem)")
+            throw YAMLError(
+                .syntax, at: source.mark(atByteOffset: parser.pointee.problem_offset), "invalid YAML: \(problem)")
         default:
             let at = mark(parser.pointee.problem_mark)
             let indentation = source.linePrefix(at)
@@ -219,13 +222,15 @@ private struct TreeBuilder {
             }
         case .alias(let name):
             guard let anchored = anchors[name] else {
-                throw YAMLError(.undefinedAlias, at: event.mark, "alias '*\(name)' refers to no anchor defined before it")
+                throw YAMLError(
+                    .undefinedAlias, at: event.mark, "alias '*\(name)' refers to no anchor defined before it")
             }
             aliasNodes += anchored.count
             guard aliasNodes <= maxAliasNodes else {
                 throw YAMLError(
                     .aliasExpansion, at: event.mark,
-                    "aliases expand to more than \(maxAliasNodes) nodes; refusing a possible \"billion laughs\" document")
+                    "aliases expand to more than \(maxAliasNodes) nodes; refusing a possible \"billion laughs\" document"
+                )
             }
             try add(YAMLNode(anchored.node.content, mark: event.mark), count: anchored.count)
         case .scalar(let scalar, let anchor):
@@ -277,7 +282,8 @@ private struct TreeBuilder {
         guard duplicate else { return }
         let first = frame.entries.first { $0.key.hasSameContent(as: key) }?.key.mark
         let name = key.scalar.map { "'\($0.text)'" } ?? "key"
-        throw YAMLError(.duplicateKey, at: key.mark, "duplicate key \(name)" + (first.map { " (first at \($0))" } ?? ""))
+        throw YAMLError(
+            .duplicateKey, at: key.mark, "duplicate key \(name)" + (first.map { " (first at \($0))" } ?? ""))
     }
 }
 

@@ -2,9 +2,9 @@ import AgentCore
 import ArgumentParser
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `agentctl`: talks to a running agentd, or checks agent files offline (CONTRACT §7).

@@ -4,9 +4,9 @@ import Systemd
 import ArgumentParser
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `agentd`: serves the agents of agents.d on Unix sockets (CONTRACT §1, §6).

@@ -187,6 +187,20 @@ struct YAMLParserTests {
         #expect(quote.message.contains("quoted scalar"))
     }
 
+    @Test("libyaml's reader errors are placed by their byte offset")
+    func controlCharacter() throws {
+        let error = try #require(parseError("model: x\ndescription: \u{1}bell\n"))
+        #expect(error.code == .syntax)
+        #expect(error.mark == Mark(line: 2, column: 14))
+        #expect(error.message == "invalid YAML: control characters are not allowed")
+    }
+
+    @Test("CRLF line endings keep line numbers")
+    func crlf() throws {
+        let root = try #require(try YAMLParser.parse("a: 1\r\nb: 2\r\n"))
+        #expect(root["b"]?.mark == Mark(line: 2, column: 4))
+    }
+
     @Test("nesting beyond the bound is rejected")
     func tooDeep() throws {
         let text = String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000)
