@@ -1,4 +1,5 @@
-import Curl
+internal import CCurl
+@testable import Curl
 import NIOCore
 import NIOPosix
 import Testing
@@ -168,7 +169,8 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
         try await withServer { server, client in
             let firstChunk = AsyncStream<Void>.makeStream()
             let reader = Task { () async throws -> Void in
-                let response = try await client.send(HTTPRequest(url: server.baseURL + "/forever", method: "GET"))
+                // One chunk, then silence: only the client's cancellation can end this connection.
+                let response = try await client.send(HTTPRequest(url: server.baseURL + "/stall-body", method: "GET"))
                 for try await _ in response {
                     firstChunk.continuation.yield()
                     switch way {
@@ -203,7 +205,7 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
 
     @Test func shutdownCancelsTransfersAndRefusesNewOnes() async throws {
         try await withServer { server, client in
-            let response = try await client.send(HTTPRequest(url: server.baseURL + "/forever", method: "GET"))
+            let response = try await client.send(HTTPRequest(url: server.baseURL + "/stall-body", method: "GET"))
             client.shutdown()
             client.shutdown()
             let error = await failure { _ = try await collect(response) }
@@ -222,6 +224,18 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
         defer { client.shutdown() }
         let error = await failure { _ = try await client.send(HTTPRequest(url: "http://127.0.0.1:\(port)/")) }
         #expect(error?.kind == .couldNotConnect)
+    }
+
+    @Test func curlCodesMapToKinds() {
+        let table: [(CURLcode, CurlError.Kind)] = [
+            (CURLE_COULDNT_RESOLVE_HOST, .couldNotResolveHost), (CURLE_COULDNT_RESOLVE_PROXY, .couldNotResolveHost),
+            (CURLE_COULDNT_CONNECT, .couldNotConnect), (CURLE_OPERATION_TIMEDOUT, .connectTimeout),
+            (CURLE_SSL_CONNECT_ERROR, .tls), (CURLE_PEER_FAILED_VERIFICATION, .tls),
+            (CURLE_RECV_ERROR, .connectionLost), (CURLE_SEND_ERROR, .connectionLost),
+            (CURLE_PARTIAL_FILE, .connectionLost), (CURLE_GOT_NOTHING, .connectionLost),
+            (CURLE_URL_MALFORMAT, .other),
+        ]
+        for (code, kind) in table { #expect(CurlError.Kind(code) == kind, "code \(code.rawValue)") }
     }
 
     @Test func invalidDomainIsCouldNotResolveHost() async throws {
