@@ -46,7 +46,9 @@ public final class HTTPResponse: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
     public typealias Failure = CurlError
 
+    /// The status code of the final response (1xx interim responses are skipped).
     public let status: Int
+    /// The header fields in the order received.
     public let headers: [HTTPHeader]
     private let transfer: Transfer
 

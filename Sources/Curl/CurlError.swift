@@ -10,7 +10,9 @@ public struct CurlError: Error, Sendable, Equatable, CustomStringConvertible {
              cancelled, other
     }
 
+    /// What went wrong, in terms a caller can act on (retry, report a timeout, ...).
     public var kind: Kind
+    /// curl's explanation, or which of our deadlines fired.
     public var message: String
 
     public init(_ kind: Kind, _ message: String) {

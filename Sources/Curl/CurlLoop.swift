@@ -44,7 +44,12 @@ final class CurlLoop: @unchecked Sendable {
         guard let multi = curl_multi_init() else { throw CurlError(.other, "curl_multi_init failed") }
         self.multi = multi
         // HTTP/2 streams to one host share a connection (the default since 7.62; stated for clarity).
-        try check(agentd_multi_setopt_long(multi, CURLMOPT_PIPELINING, agentd_curlpipe_multiplex))
+        do {
+            try check(agentd_multi_setopt_long(multi, CURLMOPT_PIPELINING, agentd_curlpipe_multiplex))
+        } catch {
+            curl_multi_cleanup(multi)
+            throw error
+        }
         let context = Unmanaged.passRetained(self).toOpaque()
         let created = pthread_create(&thread, nil, { context in
             Unmanaged<CurlLoop>.fromOpaque(context!).takeRetainedValue().run()

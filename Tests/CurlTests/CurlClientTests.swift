@@ -1,0 +1,247 @@
+internal import CCurl
+@testable import Curl
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The whole body, or the error that ended it.
+private func collect(_ response: HTTPResponse) async throws(CurlError) -> [UInt8] {
+    var body: [UInt8] = []
+    for try await chunk in response { body += chunk }
+    return body
+}
+
+/// The CurlError `body` throws, or nil if it succeeds (or throws something else).
+private func failure(_ body: () async throws -> Void) async -> CurlError? {
+    do {
+        try await body()
+        return nil
+    } catch {
+        return error as? CurlError
+    }
+}
+
+private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+
+/// A server and a client for one test; both stop when it ends.
+private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) async throws {
+    let server = try await TestServer.start()
+    let client = try CurlClient()
+    defer { client.shutdown() }
+    do {
+        try await body(server, client)
+    } catch {
+        await server.stop()
+        throw error
+    }
+    await server.stop()
+}
+
+@Suite struct CurlClientTests {
+    @Test func postSendsMethodHeadersAndBodyWithoutExpect() async throws {
+        try await withServer { server, client in
+            let body = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 % 251) }
+            let request = HTTPRequest(
+                url: server.baseURL + "/echo",
+                headers: [HTTPHeader("Authorization", "Bearer sk-test"), HTTPHeader("Content-Type", "application/json")],
+                body: body)
+            let response = try await client.send(request)
+            #expect(response.status == 200)
+            #expect(response.header("x-TEST-server") == "yes")
+            let echoed = try await collect(response)
+            let separator = echoed.firstRange(of: [UInt8(ascii: "\n"), UInt8(ascii: "\n")])!
+            let head = text(Array(echoed[..<separator.lowerBound])).lowercased()
+            #expect(head.hasPrefix("post\n"))
+            #expect(head.contains("authorization: bearer sk-test"))
+            #expect(head.contains("content-type: application/json"))
+            #expect(head.contains("content-length: 100000"))
+            #expect(!head.contains("expect"))
+            #expect(Array(echoed[separator.upperBound...]) == body)
+        }
+    }
+
+    @Test func getStreamsEveryChunk() async throws {
+        try await withServer { server, client in
+            let response = try await client.send(HTTPRequest(url: server.baseURL + "/stream?n=5&delay=10", method: "GET"))
+            let expected = (0..<5).map { "chunk \($0)\n" }.joined()
+            #expect(text(try await collect(response)) == expected)
+        }
+    }
+
+    @Test func malformedHeaderIsRefusedWithoutEchoingIt() async throws {
+        try await withServer { server, client in
+            let request = HTTPRequest(url: server.baseURL + "/ok", headers: [HTTPHeader("Authorization", "Bearer sk-secret\r\nX-Evil: 1")])
+            let error = await failure { _ = try await client.send(request) }
+            #expect(error?.kind == .other)
+            #expect(error.map { !$0.description.contains("sk-secret") } == true)
+        }
+    }
+
+    @Test func sequentialRequestsReuseOneConnection() async throws {
+        try await withServer { server, client in
+            for _ in 0..<3 {
+                let response = try await client.send(HTTPRequest(url: server.baseURL + "/ok", method: "GET"))
+                #expect(text(try await collect(response)) == "ok")
+            }
+            #expect(server.stats.current.accepted == 1)
+        }
+    }
+
+    @Test func fiftyConcurrentTransfersComplete() async throws {
+        try await withServer { server, client in
+            let expected = (0..<3).map { "chunk \($0)\n" }.joined()
+            let bodies = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<50 {
+                    group.addTask {
+                        let response = try await client.send(HTTPRequest(url: server.baseURL + "/stream?n=3&delay=5", method: "GET"))
+                        return text(try await collect(response))
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(bodies == Array(repeating: expected, count: 50))
+        }
+    }
+
+    @Test func slowConsumerPausesTheTransferWithoutIdleTimeout() async throws {
+        try await withServer { server, client in
+            let size = 16 << 20
+            // The idle timeout is far shorter than the consumer's nap: a paused transfer must not time out.
+            let request = HTTPRequest(url: server.baseURL + "/large?bytes=\(size)", method: "GET", idleTimeout: .milliseconds(150))
+            let response = try await client.send(request)
+            try await Task.sleep(for: .milliseconds(500))
+            let writtenWhileNotReading = server.stats.current.largeBytesWritten
+            // Without back-pressure curl would swallow it all; with it, about 256 KiB plus socket buffers.
+            #expect(writtenWhileNotReading < 4 << 20, "the server wrote \(writtenWhileNotReading) bytes while the client read nothing")
+            var received = 0
+            for try await chunk in response { received += chunk.count }
+            #expect(received == size)
+        }
+    }
+
+    @Test func stallAfterTheHeadIsAnIdleTimeout() async throws {
+        try await withServer { server, client in
+            let request = HTTPRequest(url: server.baseURL + "/stall-body", method: "GET", idleTimeout: .milliseconds(200))
+            let started = ContinuousClock.now
+            let response = try await client.send(request)
+            var chunks: [[UInt8]] = []
+            let error = await failure {
+                for try await chunk in response { chunks.append(chunk) }
+            }
+            #expect(error?.kind == .idleTimeout)
+            #expect(chunks.joined().elementsEqual("first\n".utf8))
+            let elapsed = ContinuousClock.now - started
+            #expect(elapsed >= .milliseconds(200) && elapsed < .seconds(2))
+        }
+    }
+
+    @Test func noHeadIsAFirstByteTimeout() async throws {
+        try await withServer { server, client in
+            let request = HTTPRequest(url: server.baseURL + "/stall-head", firstByteTimeout: .milliseconds(200))
+            let started = ContinuousClock.now
+            let error = await failure { _ = try await client.send(request) }
+            #expect(error?.kind == .firstByteTimeout)
+            #expect(ContinuousClock.now - started < .seconds(2))
+        }
+    }
+
+    @Test func endlessStreamHitsTheTotalTimeout() async throws {
+        try await withServer { server, client in
+            let request = HTTPRequest(url: server.baseURL + "/forever", method: "GET", totalTimeout: .milliseconds(300))
+            let response = try await client.send(request)
+            let error = await failure { _ = try await collect(response) }
+            #expect(error?.kind == .totalTimeout)
+        }
+    }
+
+    @Test func closeMidBodyIsConnectionLost() async throws {
+        try await withServer { server, client in
+            let response = try await client.send(HTTPRequest(url: server.baseURL + "/reset", method: "GET"))
+            let error = await failure { _ = try await collect(response) }
+            #expect(error?.kind == .connectionLost)
+        }
+    }
+
+    enum CancelWay: CaseIterable, Sendable { case cancelTask, cancelMethod, dropResponse }
+
+    @Test(arguments: CancelWay.allCases)
+    func cancellingMidStreamClosesTheConnection(way: CancelWay) async throws {
+        try await withServer { server, client in
+            let firstChunk = AsyncStream<Void>.makeStream()
+            let reader = Task { () async throws -> Void in
+                // One chunk, then silence: only the client's cancellation can end this connection.
+                let response = try await client.send(HTTPRequest(url: server.baseURL + "/stall-body", method: "GET"))
+                for try await _ in response {
+                    firstChunk.continuation.yield()
+                    switch way {
+                    case .cancelTask: continue
+                    case .cancelMethod: response.cancel()
+                    case .dropResponse: return
+                    }
+                }
+            }
+            for await _ in firstChunk.stream { break }
+            if way == .cancelTask { reader.cancel() }
+            let result = await reader.result
+            if way != .dropResponse {
+                #expect(throws: CurlError(.cancelled, "transfer cancelled")) { try result.get() }
+            }
+            #expect(await server.stats.wait { $0.closed == 1 }, "the server did not see the connection close")
+        }
+    }
+
+    @Test func cancellingWhileAwaitingTheHeadClosesTheConnection() async throws {
+        try await withServer { server, client in
+            let sender = Task { () async throws -> HTTPResponse in
+                try await client.send(HTTPRequest(url: server.baseURL + "/stall-head"))
+            }
+            #expect(await server.stats.wait { $0.accepted == 1 })
+            sender.cancel()
+            let error = await failure { _ = try await sender.value }
+            #expect(error?.kind == .cancelled)
+            #expect(await server.stats.wait { $0.closed == 1 }, "the server did not see the connection close")
+        }
+    }
+
+    @Test func shutdownCancelsTransfersAndRefusesNewOnes() async throws {
+        try await withServer { server, client in
+            let response = try await client.send(HTTPRequest(url: server.baseURL + "/stall-body", method: "GET"))
+            client.shutdown()
+            client.shutdown()
+            let error = await failure { _ = try await collect(response) }
+            #expect(error?.kind == .cancelled)
+            let refused = await failure { _ = try await client.send(HTTPRequest(url: server.baseURL + "/ok")) }
+            #expect(refused?.kind == .cancelled)
+            #expect(await server.stats.wait { $0.closed == 1 })
+        }
+    }
+
+    @Test func closedPortIsCouldNotConnect() async throws {
+        let listener = try await ServerBootstrap(group: testEventLoopGroup).bind(host: "127.0.0.1", port: 0).get()
+        let port = listener.localAddress!.port!
+        try await listener.close()
+        let client = try CurlClient()
+        defer { client.shutdown() }
+        let error = await failure { _ = try await client.send(HTTPRequest(url: "http://127.0.0.1:\(port)/")) }
+        #expect(error?.kind == .couldNotConnect)
+    }
+
+    @Test func curlCodesMapToKinds() {
+        let table: [(CURLcode, CurlError.Kind)] = [
+            (CURLE_COULDNT_RESOLVE_HOST, .couldNotResolveHost), (CURLE_COULDNT_RESOLVE_PROXY, .couldNotResolveHost),
+            (CURLE_COULDNT_CONNECT, .couldNotConnect), (CURLE_OPERATION_TIMEDOUT, .connectTimeout),
+            (CURLE_SSL_CONNECT_ERROR, .tls), (CURLE_PEER_FAILED_VERIFICATION, .tls),
+            (CURLE_RECV_ERROR, .connectionLost), (CURLE_SEND_ERROR, .connectionLost),
+            (CURLE_PARTIAL_FILE, .connectionLost), (CURLE_GOT_NOTHING, .connectionLost),
+            (CURLE_URL_MALFORMAT, .other),
+        ]
+        for (code, kind) in table { #expect(CurlError.Kind(code) == kind, "code \(code.rawValue)") }
+    }
+
+    @Test func invalidDomainIsCouldNotResolveHost() async throws {
+        let client = try CurlClient()
+        defer { client.shutdown() }
+        let error = await failure { _ = try await client.send(HTTPRequest(url: "http://nonexistent.invalid/")) }
+        #expect(error?.kind == .couldNotResolveHost)
+    }
+}
