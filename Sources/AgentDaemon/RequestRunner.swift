@@ -60,7 +60,9 @@ struct RequestRunner: Sendable {
         } catch {
             let info = handle.cancellationReason ?? Self.errorInfo(error)
             outcome = info
-            try? await sink.send(Event.error(id: request.id, info))
+            // A cancelled task cannot write (NIO refuses writes from it), yet the client is owed
+            // its terminal event: an unstructured task does not inherit the cancellation.
+            await Task { try? await sink.send(Event.error(id: request.id, info)) }.value
         }
         let elapsed = ContinuousClock.now - started
         if let outcome {
