@@ -92,6 +92,15 @@ let package = Package(
         .testTarget(name: "LLMTests", dependencies: ["LLM", "JSON", "AgentProtocol", "MistralEmulator"]),
         .testTarget(name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "JSON"]),
+        .testTarget(name: "SystemdTests", dependencies: ["Systemd", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "AgentDaemonTests",
+            dependencies: [
+                "AgentDaemon", "AgentProtocol", "JSON",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "EndToEndTests", dependencies: ["JSON", "AgentProtocol"]),
     ],
     swiftLanguageModes: [.v6]
