@@ -268,6 +268,19 @@ struct ReplyAndFaultTests {
         }
     }
 
+    @Test func expectContinueIsAnsweredBeforeTheBody() async throws {
+        try await withEmulator { server in
+            let connection = try RawConnection(port: server.port)
+            let body = chatBody("hi", stream: false)
+            connection.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-key\r\nConnection: close\r\n"
+                + "Expect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+            #expect(connection.read(until: { String(decoding: $0, as: UTF8.self).contains("100 Continue") }) == .matched)
+            connection.send(body)
+            connection.read()
+            #expect(connection.contains("Echo: hi"))
+        }
+    }
+
     @Test func directivesParse() {
         let directives = Directives(parsing: "hi [fault:429:retry=5*2] [tool:a] [delay:20] [words:3] [nope:x] there")
         #expect(directives.faults == [.init(fault: .status(429, retryAfter: 5), limit: 2)])
