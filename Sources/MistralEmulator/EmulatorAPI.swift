@@ -28,7 +28,7 @@ final class EmulatorAPI: Sendable {
 
     enum Endpoint: Sendable { case chat, agentsCompletions, conversations, models }
 
-    /// Routes by method and path; nil with an error reply for unknown routes.
+    /// Routes by method and path; unknown paths get 404, known paths with another method 405.
     static func route(method: String, path: String) -> Result<Endpoint, ReplyError> {
         let endpoint: Endpoint
         let expectedMethod: String

@@ -202,24 +202,40 @@ struct ReplyContext {
                 "created": .int(created), "choices": [["index": 0, "message": message, "finish_reason": .string(finishReason)]]]
     }
 
+    /// Chat chunks share everything up to the delta: that part is written once per stream, not per word.
     private func chatEvents(_ chunks: [String], _ calls: [Call], _ finishReason: String, _ usage: JSONValue) -> [[UInt8]] {
-        let id = hexID()
-        func chunk(_ delta: JSONValue, finish: String?, usage: JSONValue? = nil) -> [UInt8] {
-            var object: JSONObject = [
-                "id": .string(id), "object": "chat.completion.chunk", "created": .int(created), "model": .string(model),
-                "choices": [["index": 0, "delta": delta, "finish_reason": finish.map(JSONValue.string) ?? nil]],
-            ]
-            if let usage { object["usage"] = usage }
-            return SSE.data(.object(object))
+        var head = Array(#"data: {"id":"#.utf8)
+        JSONValue.string(hexID()).write(to: &head)
+        head.append(contentsOf: #","object":"chat.completion.chunk","created":\#(created),"model":"#.utf8)
+        JSONValue.string(model).write(to: &head)
+        head.append(contentsOf: #","choices":[{"index":0,"delta":"#.utf8)
+        func chunk(_ writeDelta: (inout [UInt8]) -> Void, finish: String?, usage: JSONValue? = nil) -> [UInt8] {
+            var bytes = head
+            writeDelta(&bytes)
+            bytes.append(contentsOf: #","finish_reason":"#.utf8)
+            (finish.map(JSONValue.string) ?? .null).write(to: &bytes)
+            bytes.append(contentsOf: "}]".utf8)
+            if let usage {
+                bytes.append(contentsOf: #","usage":"#.utf8)
+                usage.write(to: &bytes)
+            }
+            bytes.append(contentsOf: "}\n\n".utf8)
+            return bytes
         }
-        var events = [chunk(["role": "assistant", "content": ""], finish: nil)]
+        var events = [chunk({ $0.append(contentsOf: #"{"role":"assistant","content":""}"#.utf8) }, finish: nil)]
         if !calls.isEmpty {
-            events.append(chunk(["tool_calls": chatToolCalls(calls)], finish: "tool_calls", usage: usage))
+            let delta: JSONValue = ["tool_calls": chatToolCalls(calls)]
+            events.append(chunk({ delta.write(to: &$0) }, finish: "tool_calls", usage: usage))
         } else {
             let pieces = chunks.isEmpty ? [""] : chunks
             for (position, piece) in pieces.enumerated() {
                 let isLast = position == pieces.count - 1
-                events.append(chunk(["content": .string(piece)], finish: isLast ? finishReason : nil, usage: isLast ? Optional(usage) : nil))
+                let content = { (bytes: inout [UInt8]) in
+                    bytes.append(contentsOf: #"{"content":"#.utf8)
+                    JSONValue.string(piece).write(to: &bytes)
+                    bytes.append(UInt8(ascii: "}"))
+                }
+                events.append(chunk(content, finish: isLast ? finishReason : nil, usage: isLast ? Optional(usage) : nil))
             }
         }
         events.append(SSE.done)
@@ -245,12 +261,17 @@ struct ReplyContext {
         var events = [SSE.event("conversation.response.started",
                                 ["type": "conversation.response.started", "conversation_id": .string("conv_" + hexID(salt: 1 << 32))])]
         if calls.isEmpty {
-            let messageID = JSONValue.string("msg_" + hexID(salt: 2 << 32))
+            // Everything before `content` is the same for every delta: written once.
+            let template = SSE.event("message.output.delta", [
+                "type": "message.output.delta", "output_index": 0, "id": .string("msg_" + hexID(salt: 2 << 32)), "content_index": 0,
+                "model": .string(model), "agent_id": agentID, "role": "assistant", "content": "",
+            ])
+            let head = template.dropLast(#"""}"#.utf8.count + 2)  // the empty content, the brace and the blank line
             for piece in chunks.isEmpty ? [""] : chunks {
-                events.append(SSE.event("message.output.delta", [
-                    "type": "message.output.delta", "output_index": 0, "id": messageID, "content_index": 0,
-                    "model": .string(model), "agent_id": agentID, "role": "assistant", "content": .string(piece),
-                ]))
+                var bytes = Array(head)
+                JSONValue.string(piece).write(to: &bytes)
+                bytes.append(contentsOf: "}\n\n".utf8)
+                events.append(bytes)
             }
         } else {
             for (position, call) in calls.enumerated() {

@@ -1,22 +1,22 @@
 import JSON
 
 /// One failure of a request body against its schema, shaped like a pydantic error in a FastAPI 422.
-public struct ValidationIssue: Sendable, Equatable, CustomStringConvertible {
+struct ValidationIssue: Sendable, Equatable, CustomStringConvertible {
     /// pydantic's error type: `extra_forbidden`, `missing`, `string_type`, `less_than_equal`…
-    public var type: String
+    var type: String
     /// Where: `["body", "messages", 0, "user", "name"]`.
-    public var loc: [JSONValue]
-    public var msg: String
-    public var input: JSONValue
-    public var ctx: JSONObject?
+    var loc: [JSONValue]
+    var msg: String
+    var input: JSONValue
+    var ctx: JSONObject?
 
-    public var json: JSONValue {
+    var json: JSONValue {
         var object: JSONObject = ["type": .string(type), "loc": .array(loc), "msg": .string(msg), "input": input]
         if let ctx { object["ctx"] = .object(ctx) }
         return .object(object)
     }
 
-    public var description: String { "\(type) at \(JSONValue.array(loc).jsonText): \(msg)" }
+    var description: String { "\(type) at \(JSONValue.array(loc).jsonText): \(msg)" }
 }
 
 /// The subset of JSON Schema (OpenAPI 3.1 flavour) that Mistral's request schemas use, compiled once.
@@ -24,11 +24,11 @@ public struct ValidationIssue: Sendable, Equatable, CustomStringConvertible {
 /// Errors follow pydantic's conventions, which is what Mistral's FastAPI front returns:
 /// a nullable `anyOf [X, null]` reports X's errors at the field itself, a discriminated union adds
 /// the tag to `loc`, extra fields come after the declared ones.
-public final class SchemaSet: Sendable {
+final class SchemaSet: Sendable {
     let schemas: [String: Schema]
 
     /// The schemas of `mistralRequestSchemasJSON`, parsed on first use.
-    public static let mistral: SchemaSet = {
+    static let mistral: SchemaSet = {
         do {
             return try SchemaSet(document: JSONParser.parse(mistralRequestSchemasJSON))
         } catch {
@@ -37,7 +37,7 @@ public final class SchemaSet: Sendable {
     }()
 
     /// `document` is the extraction script's output: `{"schemas": {name: schema}}`.
-    public init(document: JSONValue) {
+    init(document: JSONValue) {
         var compiled: [String: Schema] = [:]
         for (name, schema) in document["schemas"]?.objectValue ?? [:] {
             compiled[name] = Schema(schema, name: name)
@@ -46,10 +46,10 @@ public final class SchemaSet: Sendable {
     }
 
     /// Names of the schemas held.
-    public var names: [String] { schemas.keys.sorted() }
+    var names: [String] { schemas.keys.sorted() }
 
     /// Validates `value` against the named schema; `loc` starts with `"body"` as in FastAPI.
-    public func validate(_ value: JSONValue, against name: String) -> [ValidationIssue] {
+    func validate(_ value: JSONValue, against name: String) -> [ValidationIssue] {
         guard let schema = schemas[name] else { return [] }
         var path: [JSONValue] = ["body"]
         var issues: [ValidationIssue] = []

@@ -130,6 +130,11 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             head = requestHead
             body.removeAll(keepingCapacity: true)
             bodyTooLarge = false
+            // libcurl asks before larger uploads unless told not to; answering saves its one-second wait.
+            if requestHead.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                let interim = HTTPResponseHead(version: requestHead.version, status: .continue)
+                context.writeAndFlush(wrapOutboundOut(.head(interim)), promise: nil)
+            }
         case .body(let buffer):
             if body.count + buffer.readableBytes > Self.maxBodyBytes {
                 bodyTooLarge = true

@@ -29,16 +29,19 @@ struct MistralEmulatorCommand: AsyncParsableCommand {
 
     func run() async throws {
         let key = apiKey ?? getenv("MISTRAL_API_KEY").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        // Handlers first: a supervisor may signal as soon as it has read the address line.
+        let (signals, sources) = Self.terminationSignals()
         let server = try await MistralEmulatorServer.start(
             EmulatorConfiguration(host: host, port: port, apiKey: key, strictToolAfterUser: !allowUserAfterTool))
         print("listening on \(host):\(server.port)")
         fflush(nil)  // all streams: the first line must reach a pipe reader at once
-        await Self.terminationSignal()
+        for await _ in signals { break }
+        sources.forEach { $0.cancel() }
         try await server.shutdown()
     }
 
-    /// Returns at the first SIGTERM or SIGINT.
-    static func terminationSignal() async {
+    /// An element per SIGTERM or SIGINT, which no longer terminate the process by themselves.
+    static func terminationSignals() -> (AsyncStream<Void>, [any DispatchSourceSignal]) {
         let (signals, continuation) = AsyncStream<Void>.makeStream()
         let sources = [SIGTERM, SIGINT].map { number in
             signal(number, SIG_IGN)
@@ -47,7 +50,6 @@ struct MistralEmulatorCommand: AsyncParsableCommand {
             source.resume()
             return source
         }
-        for await _ in signals { break }
-        sources.forEach { $0.cancel() }
+        return (signals, sources)
     }
 }
