@@ -120,7 +120,9 @@ struct ConnectionHandler: Sendable {
                 try await sink.send(
                     Event.error(
                         id: id,
-                        ErrorInfo(code: .unknownRequest, message: "no request with id \(id) is in flight on this connection")))
+                        ErrorInfo(
+                            code: .unknownRequest, message: "no request with id \(id) is in flight on this connection"))
+                )
             }
             return nil
         case .success(.chat(let request)):
@@ -128,7 +130,9 @@ struct ConnectionHandler: Sendable {
                 try await sink.send(
                     Event.error(
                         id: request.id,
-                        ErrorInfo(code: .badRequest, message: "command: required on the control socket (list, status, reload, chat)")))
+                        ErrorInfo(
+                            code: .badRequest,
+                            message: "command: required on the control socket (list, status, reload, chat)")))
                 return nil
             }
             return try await admit(request, to: agent, state: state, peer: peer, sink: sink)
@@ -152,13 +156,17 @@ struct ConnectionHandler: Sendable {
         _ request: ChatRequest, to agent: AgentRuntime, state: ConnectionState, peer: PeerIdentity?, sink: ChannelSink
     ) async throws -> (@Sendable () async -> Void)? {
         if tracker.isShuttingDown {
-            try await sink.send(Event.error(id: request.id, ErrorInfo(code: .shuttingDown, message: "agentd is shutting down", retryable: true)))
+            try await sink.send(
+                Event.error(
+                    id: request.id, ErrorInfo(code: .shuttingDown, message: "agentd is shutting down", retryable: true))
+            )
             return nil
         }
         if agent.isRemoved {
             try await sink.send(
                 Event.error(
-                    id: request.id, ErrorInfo(code: .unknownAgent, message: "agent \(agent.name) was removed by a reload")))
+                    id: request.id,
+                    ErrorInfo(code: .unknownAgent, message: "agent \(agent.name) was removed by a reload")))
             return nil
         }
         if let peer, !peer.isAllowed(by: agent.definition.allow) {
@@ -167,7 +175,9 @@ struct ConnectionHandler: Sendable {
                     id: request.id,
                     ErrorInfo(
                         code: .forbidden,
-                        message: "uid \(peer.uid) (\(peer.userName ?? "unknown user")) is not allowed to use agent \(agent.name)")))
+                        message:
+                            "uid \(peer.uid) (\(peer.userName ?? "unknown user")) is not allowed to use agent \(agent.name)"
+                    )))
             return nil
         }
         let handle = RequestHandle()
@@ -175,7 +185,9 @@ struct ConnectionHandler: Sendable {
             try await sink.send(
                 Event.error(
                     id: request.id,
-                    ErrorInfo(code: .badRequest, message: "id: a request with id \(request.id) is already in flight on this connection")))
+                    ErrorInfo(
+                        code: .badRequest,
+                        message: "id: a request with id \(request.id) is already in flight on this connection")))
             return nil
         }
         let runner = runner

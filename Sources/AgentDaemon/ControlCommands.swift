@@ -41,12 +41,15 @@ struct ControlCommands: Sendable {
         default:
             return Event.error(
                 id: id,
-                ErrorInfo(code: .badRequest, message: "command: unknown command \"\(command)\" (list, status, reload, chat)"))
+                ErrorInfo(
+                    code: .badRequest, message: "command: unknown command \"\(command)\" (list, status, reload, chat)"))
         }
     }
 
     /// Resolves a `chat` command to the request and the agent it is for.
-    func chatTarget(id: RequestID, body: JSONObject, decoder: WireDecoder) -> Result<(ChatRequest, AgentRuntime), WireError> {
+    func chatTarget(id: RequestID, body: JSONObject, decoder: WireDecoder) -> Result<
+        (ChatRequest, AgentRuntime), WireError
+    > {
         Result { () throws(WireError) in
             guard let name = body["agent"]?.stringValue else {
                 throw WireError(id: id, "agent: required for chat, the name of an agent")

@@ -39,7 +39,9 @@ public struct Daemon: Sendable {
         let signals = SignalEvents([SIGHUP, SIGTERM, SIGINT])
 
         let settings = MistralSettings.resolve(baseURL: config.mistralBaseURL, apiKeyFile: config.apiKeyFile)
-        for problem in settings.problems { logger.warning("Unusable API key source", metadata: ["problem": "\(problem)"]) }
+        for problem in settings.problems {
+            logger.warning("Unusable API key source", metadata: ["problem": "\(problem)"])
+        }
         if let source = settings.apiKeySource {
             logger.info("Mistral API key loaded", metadata: ["source": "\(source)", "base_url": "\(settings.baseURL)"])
         } else {
@@ -56,7 +58,8 @@ public struct Daemon: Sendable {
             return 1
         }
         defer { transport.shutdown() }
-        let client = MistralClient(baseURL: settings.baseURL, apiKey: settings.apiKey, transport: transport, logger: logger)
+        let client = MistralClient(
+            baseURL: settings.baseURL, apiKey: settings.apiKey, transport: transport, logger: logger)
         let eventLoops = MultiThreadedEventLoopGroup.singleton
 
         let tracker = ConnectionTracker(limit: config.maxConnections)
@@ -145,7 +148,8 @@ public struct Daemon: Sendable {
         await registry.stopAll()
         let drained = await tracker.waitUntilDrained(within: config.shutdownGrace)
         if !drained {
-            logger.warning("Ending requests still running after shutdown_grace", metadata: ["in_flight": "\(tracker.inFlight)"])
+            logger.warning(
+                "Ending requests still running after shutdown_grace", metadata: ["in_flight": "\(tracker.inFlight)"])
             tracker.cancelAll(reason: .shuttingDown)
             _ = await tracker.waitUntilDrained(within: .seconds(5))
         }
@@ -171,7 +175,8 @@ public struct Daemon: Sendable {
         }
         let report = await registry.apply(directory)
         for diagnostic in report.errors {
-            logger.error("Invalid agent definition", metadata: ["diagnostic": "\(diagnostic)", "file": "\(diagnostic.file)"])
+            logger.error(
+                "Invalid agent definition", metadata: ["diagnostic": "\(diagnostic)", "file": "\(diagnostic.file)"])
         }
         logger.notice(
             "Agents loaded",

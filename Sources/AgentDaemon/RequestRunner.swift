@@ -48,7 +48,8 @@ struct RequestRunner: Sendable {
 
         let outcome: ErrorInfo?
         do {
-            let completion = try await execute(request, definition: definition, agent: agent, handle: handle, sink: sink)
+            let completion = try await execute(
+                request, definition: definition, agent: agent, handle: handle, sink: sink)
             agent.count {
                 $0.promptTokens += completion.usage.promptTokens
                 $0.completionTokens += completion.usage.completionTokens
@@ -111,7 +112,8 @@ struct RequestRunner: Sendable {
                     try await send(
                         Event.done(
                             id: request.id, text: completion.text, toolCalls: completion.toolCalls.map(\.eventJSON),
-                            finishReason: completion.finishReason, usage: completion.usage.json, model: completion.model),
+                            finishReason: completion.finishReason, usage: completion.usage.json, model: completion.model
+                        ),
                         to: sink)
                     return completion
                 }

@@ -112,7 +112,8 @@ enum UnixSocket {
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
         let bytes = Array(path.utf8)
         guard bytes.count < capacity else {
-            throw SocketError(path, message: "path is \(bytes.count) bytes; Unix socket paths must be under \(capacity)")
+            throw SocketError(
+                path, message: "path is \(bytes.count) bytes; Unix socket paths must be under \(capacity)")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { buffer in
             buffer.copyBytes(from: bytes)

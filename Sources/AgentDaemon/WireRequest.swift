@@ -88,7 +88,8 @@ struct WireDecoder: Sendable {
     /// Also used for control `chat`, whose lines carry `command` and `agent` besides.
     func decodeChat(_ object: JSONObject, id: RequestID, allowedKeys: Set<String>) throws(WireError) -> ChatRequest {
         if let unknown = object.keys.first(where: { !allowedKeys.contains($0) }) {
-            throw WireError(id: id, "\(unknown): unknown field (expected one of \(allowedKeys.sorted().joined(separator: ", ")))")
+            throw WireError(
+                id: id, "\(unknown): unknown field (expected one of \(allowedKeys.sorted().joined(separator: ", ")))")
         }
         var messages: [ChatMessage] = []
         if let history = object["messages"] {
@@ -202,7 +203,8 @@ struct WireDecoder: Sendable {
         let arguments = function["arguments"] ?? .object([:])
         switch arguments {
         case .object, .string: break
-        default: throw WireError(id: id, "\(path).arguments: must be an object or a JSON string, got \(arguments.typeName)")
+        default:
+            throw WireError(id: id, "\(path).arguments: must be an object or a JSON string, got \(arguments.typeName)")
         }
         return ToolCall(id: callID, name: name, arguments: arguments)
     }

@@ -31,7 +31,8 @@ public enum Event {
     /// `id` is nil only when a line was too broken to carry one.
     public static func error(id: RequestID?, _ error: ErrorInfo) -> JSONValue {
         var body: JSONObject = [
-            "code": .string(error.code.rawValue), "message": .string(error.message), "retryable": .bool(error.retryable),
+            "code": .string(error.code.rawValue), "message": .string(error.message),
+            "retryable": .bool(error.retryable),
         ]
         if let status = error.status { body["status"] = .int(Int64(status)) }
         var event = JSONObject()

@@ -91,7 +91,9 @@ public final class HTTPResponse: AsyncSequence, Sendable {
             self.response = response
         }
 
-        public mutating func next(isolation actor: isolated (any Actor)? = #isolation) async throws(CurlError) -> [UInt8]? {
+        public mutating func next(isolation actor: isolated (any Actor)? = #isolation) async throws(CurlError)
+            -> [UInt8]?
+        {
             let transfer = response.transfer
             while true {
                 if Task.isCancelled {

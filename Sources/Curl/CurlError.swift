@@ -5,9 +5,9 @@ internal import CCurl
 public struct CurlError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
         case couldNotResolveHost, couldNotConnect, tls,
-             connectTimeout, firstByteTimeout, idleTimeout, totalTimeout,
-             connectionLost,   // reset / closed / partial body
-             cancelled, other
+            connectTimeout, firstByteTimeout, idleTimeout, totalTimeout,
+            connectionLost,  // reset / closed / partial body
+            cancelled, other
     }
 
     /// What went wrong, in terms a caller can act on (retry, report a timeout, ...).
@@ -38,13 +38,13 @@ extension CurlError.Kind {
         case CURLE_OPERATION_TIMEDOUT:
             self = .connectTimeout
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM,
-             CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE, CURLE_USE_SSL_FAILED, CURLE_SSL_ENGINE_NOTFOUND,
-             CURLE_SSL_ENGINE_SETFAILED, CURLE_SSL_ENGINE_INITFAILED, CURLE_SSL_SHUTDOWN_FAILED,
-             CURLE_SSL_CRL_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH,
-             CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CLIENTCERT:
+            CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE, CURLE_USE_SSL_FAILED, CURLE_SSL_ENGINE_NOTFOUND,
+            CURLE_SSL_ENGINE_SETFAILED, CURLE_SSL_ENGINE_INITFAILED, CURLE_SSL_SHUTDOWN_FAILED,
+            CURLE_SSL_CRL_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH,
+            CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CLIENTCERT:
             self = .tls
         case CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_PARTIAL_FILE, CURLE_GOT_NOTHING,
-             CURLE_HTTP2, CURLE_HTTP2_STREAM:
+            CURLE_HTTP2, CURLE_HTTP2_STREAM:
             self = .connectionLost
         default:
             self = .other

@@ -1,9 +1,10 @@
 internal import CCurl
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// curl_global_init is not thread-safe and must run once: a Swift global is initialised once,
@@ -51,10 +52,12 @@ final class CurlLoop: @unchecked Sendable {
             throw error
         }
         let context = Unmanaged.passRetained(self).toOpaque()
-        let created = pthread_create(&thread, nil, { context in
-            Unmanaged<CurlLoop>.fromOpaque(context!).takeRetainedValue().run()
-            return nil
-        }, context)
+        let created = pthread_create(
+            &thread, nil,
+            { context in
+                Unmanaged<CurlLoop>.fromOpaque(context!).takeRetainedValue().run()
+                return nil
+            }, context)
         guard created == 0 else {
             Unmanaged<CurlLoop>.fromOpaque(context).release()
             curl_multi_cleanup(multi)
@@ -179,7 +182,7 @@ final class CurlLoop: @unchecked Sendable {
             let code = message.pointee.data.result
             var pointer: UnsafeMutableRawPointer?
             guard agentd_easy_getinfo_pointer(message.pointee.easy_handle, CURLINFO_PRIVATE, &pointer) == CURLE_OK,
-                  let pointer
+                let pointer
             else { continue }
             let transfer = Unmanaged<Transfer>.fromOpaque(pointer).takeUnretainedValue()
             finish(transfer, code == CURLE_OK ? .finished : .failed(curlError(code, transfer.errorBuffer)))

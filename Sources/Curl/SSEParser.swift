@@ -54,11 +54,13 @@ public struct SSEParser: Sendable {
     /// Feeds any split of the byte stream; returns the events completed by these bytes.
     public mutating func feed(_ bytes: some Collection<UInt8>) throws(SSEError) -> [SSEEvent] {
         var events: [SSEEvent] = []
-        let result = bytes.withContiguousStorageIfAvailable { buffer in
-            Result { () throws(SSEError) in try parse(buffer, into: &events) }
-        } ?? Array(bytes).withUnsafeBufferPointer { buffer in
-            Result { () throws(SSEError) in try parse(buffer, into: &events) }
-        }
+        let result =
+            bytes.withContiguousStorageIfAvailable { buffer in
+                Result { () throws(SSEError) in try parse(buffer, into: &events) }
+            }
+            ?? Array(bytes).withUnsafeBufferPointer { buffer in
+                Result { () throws(SSEError) in try parse(buffer, into: &events) }
+            }
         try result.get()
         return events
     }
@@ -126,7 +128,7 @@ public struct SSEParser: Sendable {
             if line.starts(with: byteOrderMark) { line = line.dropFirst(byteOrderMark.count) }
         }
         guard let first = line.first else { return try dispatch(into: &events) }
-        if first == colon { return }   // comment
+        if first == colon { return }  // comment
         let name: Slice<UnsafeBufferPointer<UInt8>>
         var value: Slice<UnsafeBufferPointer<UInt8>>
         if let separator = line.firstIndex(of: colon) {

@@ -84,7 +84,9 @@ final class Transfer: @unchecked Sendable {
     /// Ends the transfer with `error` unless it already ended; the curl thread then removes the
     /// easy handle, which closes its connection.
     func cancel(_ error: CurlError) {
-        typealias Waiters = (CheckedContinuation<Result<ResponseHead, CurlError>, Never>?, CheckedContinuation<Void, Never>?, Bool)
+        typealias Waiters = (
+            CheckedContinuation<Result<ResponseHead, CurlError>, Never>?, CheckedContinuation<Void, Never>?, Bool
+        )
         let (headWaiter, bodyWaiter, submitted) = shared.withLock { state -> Waiters in
             guard state.end == nil else { return (nil, nil, false) }
             state.end = .failed(error)
@@ -181,7 +183,8 @@ final class Transfer: @unchecked Sendable {
         try check(agentd_easy_setopt_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)))
         let code = request.body.withUnsafeBufferPointer { body in
             // COPYPOSTFIELDS: curl keeps its own copy, so the request may go away.
-            agentd_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress))
+            agentd_easy_setopt_pointer(
+                easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress))
         }
         try check(code, errorBuffer)
     }
@@ -254,13 +257,14 @@ final class Transfer: @unchecked Sendable {
     }
 
     fileprivate func receiveHeader(_ bytes: UnsafeRawBufferPointer) -> Int {
-        guard !headComplete else { return bytes.count }   // trailers
+        guard !headComplete else { return bytes.count }  // trailers
         var line = bytes[...]
         while let last = line.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { line = line.dropLast() }
         if line.starts(with: "HTTP/".utf8) {
             // A new status line (after 1xx or a proxy's response) starts a new header block.
             let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 2)
-            head = ResponseHead(status: fields.count > 1 ? Int(String(decoding: fields[1], as: UTF8.self)) ?? 0 : 0, headers: [])
+            head = ResponseHead(
+                status: fields.count > 1 ? Int(String(decoding: fields[1], as: UTF8.self)) ?? 0 : 0, headers: [])
         } else if line.isEmpty {
             if head.status >= 200 { deliverHead() }
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {

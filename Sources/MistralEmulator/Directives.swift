@@ -81,7 +81,9 @@ struct Directives: Sendable, Equatable {
         case "agent-error": fault = .agentError
         default:
             let prefix = "429:retry="
-            guard kind.hasPrefix(prefix), let seconds = Int(kind.dropFirst(prefix.count)), seconds >= 0 else { return nil }
+            guard kind.hasPrefix(prefix), let seconds = Int(kind.dropFirst(prefix.count)), seconds >= 0 else {
+                return nil
+            }
             fault = .status(429, retryAfter: seconds)
         }
         return CountedFault(fault: fault, limit: limit)

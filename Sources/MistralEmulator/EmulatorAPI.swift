@@ -2,17 +2,19 @@ import JSON
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The emulated Mistral API as a pure function from a request to a `Reply`, apart from the
 /// per-text fault counters and the id serial. The server only plays replies out.
 final class EmulatorAPI: Sendable {
     static let knownModels = [
-        "mistral-small-latest", "mistral-medium-latest", "mistral-large-latest", "open-mistral-nemo", "codestral-latest",
-        "mistral-small-2506", "mistral-medium-2505", "mistral-large-2411", "ministral-8b-latest", "magistral-medium-latest",
+        "mistral-small-latest", "mistral-medium-latest", "mistral-large-latest", "open-mistral-nemo",
+        "codestral-latest",
+        "mistral-small-2506", "mistral-medium-2505", "mistral-large-2411", "ministral-8b-latest",
+        "magistral-medium-latest",
     ]
     /// The model agents answer with.
     static let agentModel = "mistral-medium-latest"
@@ -39,7 +41,9 @@ final class EmulatorAPI: Sendable {
         case "/v1/models": (endpoint, expectedMethod) = (.models, "GET")
         default: return .failure(ReplyError(.json(404, ["detail": "Not Found"])))
         }
-        guard method == expectedMethod else { return .failure(ReplyError(.json(405, ["detail": "Method Not Allowed"]))) }
+        guard method == expectedMethod else {
+            return .failure(ReplyError(.json(405, ["detail": "Method Not Allowed"])))
+        }
         return .success(endpoint)
     }
 
@@ -63,7 +67,9 @@ final class EmulatorAPI: Sendable {
 
     private func authorize(_ authorization: String?) throws(ReplyError) {
         let prefix = "Bearer "
-        guard let authorization, authorization.hasPrefix(prefix) else { throw ReplyError(.json(401, ["detail": "Unauthorized"])) }
+        guard let authorization, authorization.hasPrefix(prefix) else {
+            throw ReplyError(.json(401, ["detail": "Unauthorized"]))
+        }
         let token = authorization.dropFirst(prefix.count)
         let accepted = configuration.apiKey.map { token == $0 } ?? !token.isEmpty
         guard accepted else { throw ReplyError(.json(401, ["detail": "Unauthorized"])) }
@@ -71,30 +77,39 @@ final class EmulatorAPI: Sendable {
 
     private func parse(_ body: [UInt8]) throws(ReplyError) -> JSONValue {
         guard !body.isEmpty else {
-            throw ReplyError(.validationFailure([ValidationIssue(type: "missing", loc: ["body"], msg: "Field required", input: nil)]))
+            throw ReplyError(
+                .validationFailure([ValidationIssue(type: "missing", loc: ["body"], msg: "Field required", input: nil)])
+            )
         }
         do {
             return try JSONParser.parse(bytes: body)
         } catch {
-            throw ReplyError(.validationFailure([ValidationIssue(
-                type: "json_invalid", loc: ["body", .int(Int64(error.offset))], msg: "JSON decode error", input: [:],
-                ctx: ["error": .string(error.description)])]))
+            throw ReplyError(
+                .validationFailure([
+                    ValidationIssue(
+                        type: "json_invalid", loc: ["body", .int(Int64(error.offset))], msg: "JSON decode error",
+                        input: [:],
+                        ctx: ["error": .string(error.description)])
+                ]))
         }
     }
 
     private func respond(to request: JSONValue, at endpoint: Endpoint) throws(ReplyError) -> Reply {
         let isConversation = endpoint == .conversations
         let streaming = request["stream"] == .bool(true)
-        let schemaName = switch endpoint {
-        case .chat: "ChatCompletionRequest"
-        case .agentsCompletions: "AgentsCompletionRequest"
-        default: streaming ? "ConversationStreamRequest" : "ConversationRequest"
-        }
+        let schemaName =
+            switch endpoint {
+            case .chat: "ChatCompletionRequest"
+            case .agentsCompletions: "AgentsCompletionRequest"
+            default: streaming ? "ConversationStreamRequest" : "ConversationRequest"
+            }
         let issues = schemas.validate(request, against: schemaName)
         guard issues.isEmpty else { throw ReplyError(.validationFailure(issues)) }
 
         let model = try checkModelOrAgent(request, endpoint: endpoint)
-        let turns = isConversation ? Turn.fromConversation(request["inputs"] ?? "") : Turn.fromChat(request["messages"]?.arrayValue ?? [])
+        let turns =
+            isConversation
+            ? Turn.fromConversation(request["inputs"] ?? "") : Turn.fromChat(request["messages"]?.arrayValue ?? [])
         do {
             try HistoryRules(strictToolAfterUser: configuration.strictToolAfterUser).check(turns)
             if !isConversation { try checkTools(request) }
@@ -118,9 +133,13 @@ final class EmulatorAPI: Sendable {
         if endpoint == .conversations {
             switch (model, agent) {
             case (nil, nil):
-                throw ReplyError(.conversationError(400, "Either agent_id or model must be set", type: "invalid_request_error", code: 3000))
+                throw ReplyError(
+                    .conversationError(
+                        400, "Either agent_id or model must be set", type: "invalid_request_error", code: 3000))
             case (_?, _?):
-                throw ReplyError(.conversationError(400, "Only one of agent_id and model can be set", type: "invalid_request_error", code: 3000))
+                throw ReplyError(
+                    .conversationError(
+                        400, "Only one of agent_id and model can be set", type: "invalid_request_error", code: 3000))
             default: break
             }
         }
@@ -131,7 +150,8 @@ final class EmulatorAPI: Sendable {
             return model
         }
         if let agent, !Self.isKnownAgent(agent) {
-            throw ReplyError(.mistralError(404, "Agent \(agent) not found", type: "invalid_request_error", code: "3000"))
+            throw ReplyError(
+                .mistralError(404, "Agent \(agent) not found", type: "invalid_request_error", code: "3000"))
         }
         return Self.agentModel
     }
@@ -150,17 +170,24 @@ final class EmulatorAPI: Sendable {
         for tool in request["tools"]?.arrayValue ?? [] {
             if let name = tool["function"]?["name"]?.stringValue { try HistoryRules.checkFunctionName(name) }
         }
-        let lastIsPrefix = request["messages"]?.arrayValue?.last.map { $0["role"] == "assistant" && $0["prefix"] == .bool(true) } ?? false
-        let forced: Bool = switch request["tool_choice"] {
-        case .string("any")?, .string("required")?, .object?: true
-        default: false
+        let lastIsPrefix =
+            request["messages"]?.arrayValue?.last.map { $0["role"] == "assistant" && $0["prefix"] == .bool(true) }
+            ?? false
+        let forced: Bool =
+            switch request["tool_choice"] {
+            case .string("any")?, .string("required")?, .object?: true
+            default: false
+            }
+        if lastIsPrefix, forced {
+            throw HistoryViolation(message: "Cannot set an assistant prefix with function calling")
         }
-        if lastIsPrefix, forced { throw HistoryViolation(message: "Cannot set an assistant prefix with function calling") }
     }
 
     private func historyError(_ violation: HistoryViolation, conversation: Bool) -> Reply {
         if conversation {
-            return .conversationError(400, violation.message, type: violation.isMessageOrder ? "invalid_request_message_order" : "invalid_request_error", code: 3230)
+            return .conversationError(
+                400, violation.message,
+                type: violation.isMessageOrder ? "invalid_request_message_order" : "invalid_request_error", code: 3230)
         }
         return violation.isMessageOrder
             ? .mistralError(400, violation.message, type: "invalid_request_message_order", code: "3230")
@@ -179,15 +206,19 @@ final class EmulatorAPI: Sendable {
 
     private func modelList() -> Reply {
         let capabilities: JSONValue = [
-            "completion_chat": true, "function_calling": true, "reasoning": false, "completion_fim": false, "fine_tuning": false,
+            "completion_chat": true, "function_calling": true, "reasoning": false, "completion_fim": false,
+            "fine_tuning": false,
             "vision": false, "ocr": false, "classification": false, "moderation": false, "audio": false,
-            "audio_transcription": false, "audio_transcription_realtime": false, "audio_speech": false, "unified_resources": false,
+            "audio_transcription": false, "audio_transcription_realtime": false, "audio_speech": false,
+            "unified_resources": false,
         ]
         let cards: [JSONValue] = Self.knownModels.map { model in
-            ["id": .string(model), "object": "model", "created": .int(Int64(time(nil))), "owned_by": "mistralai",
-             "capabilities": capabilities, "name": .string(model), "description": .string("Emulated \(model)"),
-             "max_context_length": 131072, "aliases": [], "deprecation": nil, "deprecation_replacement_model": nil,
-             "default_model_temperature": 0.3, "type": "base"]
+            [
+                "id": .string(model), "object": "model", "created": .int(Int64(time(nil))), "owned_by": "mistralai",
+                "capabilities": capabilities, "name": .string(model), "description": .string("Emulated \(model)"),
+                "max_context_length": 131072, "aliases": [], "deprecation": nil, "deprecation_replacement_model": nil,
+                "default_model_temperature": 0.3, "type": "base",
+            ]
         }
         return .json(200, ["object": "list", "data": .array(cards)])
     }

@@ -44,13 +44,16 @@ extension Turn {
         for entry in inputs.arrayValue ?? [] {
             switch entry["type"]?.stringValue ?? inferredType(entry) {
             case "message.input":
-                var turn = Turn(role: entry["role"]?.stringValue == "assistant" ? .assistant : .user, text: contentText(entry["content"]))
+                var turn = Turn(
+                    role: entry["role"]?.stringValue == "assistant" ? .assistant : .user,
+                    text: contentText(entry["content"]))
                 turn.prefix = entry["prefix"]?.boolValue ?? false
                 turns.append(turn)
             case "message.output":
                 turns.append(Turn(role: .assistant, text: contentText(entry["content"])))
             case "function.call":
-                let call = Call(id: entry["tool_call_id"]?.stringValue ?? "null", name: entry["name"]?.stringValue ?? "")
+                let call = Call(
+                    id: entry["tool_call_id"]?.stringValue ?? "null", name: entry["name"]?.stringValue ?? "")
                 if let last = turns.indices.last, turns[last].role == .assistant {
                     turns[last].calls = (turns[last].calls ?? []) + [call]
                 } else {
@@ -103,16 +106,22 @@ struct HistoryRules: Sendable {
     }
 
     private func checkStructure(_ turns: [Turn]) throws(HistoryViolation) {
-        guard let last = turns.last else { throw HistoryViolation(message: "Conversation must have at least one message") }
+        guard let last = turns.last else {
+            throw HistoryViolation(message: "Conversation must have at least one message")
+        }
         if turns.count == 1, last.role != .user, last.role != .system {
             throw HistoryViolation(message: "Conversation must start with a user message or system message")
         }
         if turns.count > 1, last.role != .user, last.role != .tool, !(last.role == .assistant && last.prefix) {
             throw HistoryViolation(
-                message: "Expected last role User or Tool (or Assistant with prefix True) for serving but got \(last.role.rawValue)")
+                message:
+                    "Expected last role User or Tool (or Assistant with prefix True) for serving but got \(last.role.rawValue)"
+            )
         }
         for (previous, current) in zip(turns, turns.dropFirst()) where !allowed(current.role, after: previous.role) {
-            throw HistoryViolation(message: "Unexpected role '\(current.role.rawValue)' after role '\(previous.role.rawValue)'", isMessageOrder: true)
+            throw HistoryViolation(
+                message: "Unexpected role '\(current.role.rawValue)' after role '\(previous.role.rawValue)'",
+                isMessageOrder: true)
         }
         try checkCallsAnswered(turns)
     }
@@ -137,8 +146,12 @@ struct HistoryRules: Sendable {
             switch turn.role {
             case .tool:
                 let id = turn.toolCallID ?? "None"
-                if observed.contains(id) { throw HistoryViolation(message: "Duplicate tool call id \(id) in tool results") }
-                if !expected.contains(id) { throw HistoryViolation(message: "Unexpected tool call id \(id) in tool results") }
+                if observed.contains(id) {
+                    throw HistoryViolation(message: "Duplicate tool call id \(id) in tool results")
+                }
+                if !expected.contains(id) {
+                    throw HistoryViolation(message: "Unexpected tool call id \(id) in tool results")
+                }
                 observed.insert(id)
             case .assistant:
                 if expected.count != observed.count {
@@ -164,10 +177,14 @@ struct HistoryRules: Sendable {
         case .assistant:
             for call in turn.calls ?? [] {
                 if call.id != "null", !Self.isToolCallID(call.id) { throw Self.badID(call.id) }
-                if call.id == "null" { throw HistoryViolation(message: "Tool call id has to be defined in serving mode.") }
+                if call.id == "null" {
+                    throw HistoryViolation(message: "Tool call id has to be defined in serving mode.")
+                }
                 try Self.checkFunctionName(call.name)
             }
-            if turn.prefix, !isLast { throw HistoryViolation(message: "Assistant message with prefix True must be last message") }
+            if turn.prefix, !isLast {
+                throw HistoryViolation(message: "Assistant message with prefix True must be last message")
+            }
         case .tool:
             if let name = turn.name { try Self.checkFunctionName(name) }
             guard let id = turn.toolCallID else { throw HistoryViolation(message: "Tool call id has to be defined.") }
@@ -177,9 +194,14 @@ struct HistoryRules: Sendable {
     }
 
     static func checkFunctionName(_ name: String) throws(HistoryViolation) {
-        let valid = (1...64).contains(name.utf8.count) && name.utf8.allSatisfy { $0.isAlphanumericASCII || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+        let valid =
+            (1...64).contains(name.utf8.count)
+            && name.utf8.allSatisfy { $0.isAlphanumericASCII || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
         guard valid else {
-            throw HistoryViolation(message: "Function name was \(name) but must be a-z, A-Z, 0-9, or contain underscores and dashes, with a maximum length of 64.")
+            throw HistoryViolation(
+                message:
+                    "Function name was \(name) but must be a-z, A-Z, 0-9, or contain underscores and dashes, with a maximum length of 64."
+            )
         }
     }
 
@@ -195,7 +217,8 @@ struct HistoryRules: Sendable {
 
 extension UInt8 {
     var isAlphanumericASCII: Bool {
-        (self >= UInt8(ascii: "a") && self <= UInt8(ascii: "z")) || (self >= UInt8(ascii: "A") && self <= UInt8(ascii: "Z"))
+        (self >= UInt8(ascii: "a") && self <= UInt8(ascii: "z"))
+            || (self >= UInt8(ascii: "A") && self <= UInt8(ascii: "Z"))
             || (self >= UInt8(ascii: "0") && self <= UInt8(ascii: "9"))
     }
 }

@@ -33,13 +33,19 @@ struct Reply: Sendable {
 
     /// Mistral's usual error body: `{"object":"error","message":…,"type":…,"param":null,"code":…}`.
     static func mistralError(_ status: Int, _ message: String, type: String, code: String?) -> Reply {
-        json(status, ["object": "error", "message": .string(message), "type": .string(type), "param": nil,
-                      "code": code.map(JSONValue.string) ?? nil])
+        json(
+            status,
+            [
+                "object": "error", "message": .string(message), "type": .string(type), "param": nil,
+                "code": code.map(JSONValue.string) ?? nil,
+            ])
     }
 
     /// The Agents API's variant: `"object":"Error"` and an integer code.
     static func conversationError(_ status: Int, _ message: String, type: String, code: Int64) -> Reply {
-        json(status, ["object": "Error", "message": .string(message), "type": .string(type), "param": nil, "code": .int(code)])
+        json(
+            status,
+            ["object": "Error", "message": .string(message), "type": .string(type), "param": nil, "code": .int(code)])
     }
 
     /// FastAPI's 422 body.

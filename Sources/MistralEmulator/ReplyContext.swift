@@ -1,9 +1,9 @@
 import JSON
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Builds the reply to one valid request: the deterministic content, in the endpoint's shape,
@@ -29,8 +29,10 @@ struct ReplyContext {
     private var isConversation: Bool { endpoint == .conversations }
     private let created = Int64(time(nil))
 
-    init(endpoint: EmulatorAPI.Endpoint, request: JSONValue, turns: [Turn], directives: Directives,
-         model: String, streaming: Bool, serial: UInt64) {
+    init(
+        endpoint: EmulatorAPI.Endpoint, request: JSONValue, turns: [Turn], directives: Directives,
+        model: String, streaming: Bool, serial: UInt64
+    ) {
         self.endpoint = endpoint
         self.request = request
         self.turns = turns
@@ -72,12 +74,13 @@ struct ReplyContext {
     }
 
     static func serverError(_ status: Int) -> Reply {
-        let (message, type) = switch status {
-        case 502: ("Bad gateway", "bad_gateway")
-        case 503: ("Service unavailable", "service_unavailable")
-        case 504: ("Gateway timeout", "gateway_timeout")
-        default: ("Internal server error", "internal_server_error")
-        }
+        let (message, type) =
+            switch status {
+            case 502: ("Bad gateway", "bad_gateway")
+            case 503: ("Service unavailable", "service_unavailable")
+            case 504: ("Gateway timeout", "gateway_timeout")
+            default: ("Internal server error", "internal_server_error")
+            }
         return .mistralError(status, message, type: type, code: nil)
     }
 
@@ -116,7 +119,9 @@ struct ReplyContext {
     /// to a tool result is text, not the same call again) and NAME is a tool the request offers.
     private func calls() -> [Call] {
         guard lastTurn?.role == .user, !directives.tools.isEmpty else { return [] }
-        let tools = (request["tools"]?.arrayValue ?? []).filter { ($0["type"]?.stringValue ?? "function") == "function" }
+        let tools = (request["tools"]?.arrayValue ?? []).filter {
+            ($0["type"]?.stringValue ?? "function") == "function"
+        }
         let anyName = isConversation && tools.isEmpty
         return directives.tools.enumerated().compactMap { position, name in
             let tool = tools.first { $0["function"]?["name"]?.stringValue == name }
@@ -131,14 +136,16 @@ struct ReplyContext {
         var arguments = JSONObject()
         let properties = parameters?["properties"]
         for name in parameters?["required"]?.arrayValue?.compactMap(\.stringValue) ?? [] {
-            let type = properties?[name]?["type"]?.stringValue ?? properties?[name]?["type"]?.arrayValue?.first?.stringValue
-            arguments[name] = switch type {
-            case "integer", "number": 42
-            case "boolean": true
-            case "array": []
-            case "object": [:]
-            default: "42"
-            }
+            let type =
+                properties?[name]?["type"]?.stringValue ?? properties?[name]?["type"]?.arrayValue?.first?.stringValue
+            arguments[name] =
+                switch type {
+                case "integer", "number": 42
+                case "boolean": true
+                case "array": []
+                case "object": [:]
+                default: "42"
+                }
         }
         return .object(arguments)
     }
@@ -153,8 +160,10 @@ struct ReplyContext {
 
     private func usage(completion: Int) -> JSONValue {
         let prompt = promptTokens
-        var usage: JSONObject = ["prompt_tokens": .int(Int64(prompt)), "completion_tokens": .int(Int64(completion)),
-                                 "total_tokens": .int(Int64(prompt + completion))]
+        var usage: JSONObject = [
+            "prompt_tokens": .int(Int64(prompt)), "completion_tokens": .int(Int64(completion)),
+            "total_tokens": .int(Int64(prompt + completion)),
+        ]
         if isConversation {
             usage["connector_tokens"] = nil as JSONValue
             usage["connectors"] = nil as JSONValue
@@ -167,7 +176,8 @@ struct ReplyContext {
     private func successReply(agentError: Bool) -> Reply {
         let calls = calls()
         let text = calls.isEmpty ? textChunks() : (chunks: [], finishReason: "tool_calls")
-        let completionTokens = calls.isEmpty
+        let completionTokens =
+            calls.isEmpty
             ? text.chunks.reduce(0) { $0 + Self.wordCount($1) }
             : calls.reduce(0) { $0 + 1 + Self.wordCount($1.arguments) }
         let usage = usage(completion: completionTokens)
@@ -189,21 +199,34 @@ struct ReplyContext {
     }
 
     private func chatToolCalls(_ calls: [Call]) -> JSONValue {
-        .array(calls.enumerated().map { position, call in
-            ["id": .string(call.id), "type": "function",
-             "function": ["name": .string(call.name), "arguments": .string(call.arguments)], "index": .int(Int64(position))]
-        })
+        .array(
+            calls.enumerated().map { position, call in
+                [
+                    "id": .string(call.id), "type": "function",
+                    "function": ["name": .string(call.name), "arguments": .string(call.arguments)],
+                    "index": .int(Int64(position)),
+                ]
+            })
     }
 
-    private func chatResponse(_ content: String, _ calls: [Call], _ finishReason: String, _ usage: JSONValue) -> JSONValue {
-        let message: JSONValue = ["content": .string(content), "tool_calls": calls.isEmpty ? nil : chatToolCalls(calls),
-                                  "prefix": false, "role": "assistant"]
-        return ["id": .string(hexID()), "object": "chat.completion", "model": .string(model), "usage": usage,
-                "created": .int(created), "choices": [["index": 0, "message": message, "finish_reason": .string(finishReason)]]]
+    private func chatResponse(_ content: String, _ calls: [Call], _ finishReason: String, _ usage: JSONValue)
+        -> JSONValue
+    {
+        let message: JSONValue = [
+            "content": .string(content), "tool_calls": calls.isEmpty ? nil : chatToolCalls(calls),
+            "prefix": false, "role": "assistant",
+        ]
+        return [
+            "id": .string(hexID()), "object": "chat.completion", "model": .string(model), "usage": usage,
+            "created": .int(created),
+            "choices": [["index": 0, "message": message, "finish_reason": .string(finishReason)]],
+        ]
     }
 
     /// Chat chunks share everything up to the delta: that part is written once per stream, not per word.
-    private func chatEvents(_ chunks: [String], _ calls: [Call], _ finishReason: String, _ usage: JSONValue) -> [[UInt8]] {
+    private func chatEvents(_ chunks: [String], _ calls: [Call], _ finishReason: String, _ usage: JSONValue)
+        -> [[UInt8]]
+    {
         var head = Array(#"data: {"id":"#.utf8)
         JSONValue.string(hexID()).write(to: &head)
         head.append(contentsOf: #","object":"chat.completion.chunk","created":\#(created),"model":"#.utf8)
@@ -235,7 +258,8 @@ struct ReplyContext {
                     JSONValue.string(piece).write(to: &bytes)
                     bytes.append(UInt8(ascii: "}"))
                 }
-                events.append(chunk(content, finish: isLast ? finishReason : nil, usage: isLast ? Optional(usage) : nil))
+                events.append(
+                    chunk(content, finish: isLast ? finishReason : nil, usage: isLast ? Optional(usage) : nil))
             }
         }
         events.append(SSE.done)
@@ -246,26 +270,48 @@ struct ReplyContext {
 
     private func conversationResponse(_ content: String, _ calls: [Call], _ usage: JSONValue) -> JSONValue {
         let now = JSONValue.string(Self.isoTimestamp(created))
-        let outputs: [JSONValue] = calls.isEmpty
-            ? [["object": "entry", "type": "message.output", "created_at": now, "completed_at": now, "agent_id": agentID,
-                "model": .string(model), "id": .string("msg_" + hexID(salt: 2 << 32)), "role": "assistant", "content": .string(content)]]
+        let outputs: [JSONValue] =
+            calls.isEmpty
+            ? [
+                [
+                    "object": "entry", "type": "message.output", "created_at": now, "completed_at": now,
+                    "agent_id": agentID,
+                    "model": .string(model), "id": .string("msg_" + hexID(salt: 2 << 32)), "role": "assistant",
+                    "content": .string(content),
+                ]
+            ]
             : calls.enumerated().map { position, call in
-                ["object": "entry", "type": "function.call", "created_at": now, "completed_at": now, "agent_id": agentID,
-                 "model": .string(model), "id": .string("fc_" + hexID(salt: 3 << 32 + UInt64(position))), "tool_call_id": .string(call.id),
-                 "name": .string(call.name), "arguments": .string(call.arguments)]
+                [
+                    "object": "entry", "type": "function.call", "created_at": now, "completed_at": now,
+                    "agent_id": agentID,
+                    "model": .string(model), "id": .string("fc_" + hexID(salt: 3 << 32 + UInt64(position))),
+                    "tool_call_id": .string(call.id),
+                    "name": .string(call.name), "arguments": .string(call.arguments),
+                ]
             }
-        return ["object": "conversation.response", "conversation_id": .string("conv_" + hexID(salt: 1 << 32)), "outputs": .array(outputs), "usage": usage]
+        return [
+            "object": "conversation.response", "conversation_id": .string("conv_" + hexID(salt: 1 << 32)),
+            "outputs": .array(outputs), "usage": usage,
+        ]
     }
 
-    private func conversationEvents(_ chunks: [String], _ calls: [Call], _ usage: JSONValue, agentError: Bool) -> [[UInt8]] {
-        var events = [SSE.event("conversation.response.started",
-                                ["type": "conversation.response.started", "conversation_id": .string("conv_" + hexID(salt: 1 << 32))])]
+    private func conversationEvents(_ chunks: [String], _ calls: [Call], _ usage: JSONValue, agentError: Bool)
+        -> [[UInt8]]
+    {
+        var events = [
+            SSE.event(
+                "conversation.response.started",
+                ["type": "conversation.response.started", "conversation_id": .string("conv_" + hexID(salt: 1 << 32))])
+        ]
         if calls.isEmpty {
             // Everything before `content` is the same for every delta: written once.
-            let template = SSE.event("message.output.delta", [
-                "type": "message.output.delta", "output_index": 0, "id": .string("msg_" + hexID(salt: 2 << 32)), "content_index": 0,
-                "model": .string(model), "agent_id": agentID, "role": "assistant", "content": "",
-            ])
+            let template = SSE.event(
+                "message.output.delta",
+                [
+                    "type": "message.output.delta", "output_index": 0, "id": .string("msg_" + hexID(salt: 2 << 32)),
+                    "content_index": 0,
+                    "model": .string(model), "agent_id": agentID, "role": "assistant", "content": "",
+                ])
             let head = template.dropLast(#"""}"#.utf8.count + 2)  // the empty content, the brace and the blank line
             for piece in chunks.isEmpty ? [""] : chunks {
                 var bytes = Array(head)
@@ -275,17 +321,24 @@ struct ReplyContext {
             }
         } else {
             for (position, call) in calls.enumerated() {
-                events.append(SSE.event("function.call.delta", [
-                    "type": "function.call.delta", "output_index": .int(Int64(position)), "id": .string("fc_" + hexID(salt: 3 << 32 + UInt64(position))),
-                    "model": .string(model), "agent_id": agentID, "name": .string(call.name), "tool_call_id": .string(call.id),
-                    "arguments": .string(call.arguments),
-                ]))
+                events.append(
+                    SSE.event(
+                        "function.call.delta",
+                        [
+                            "type": "function.call.delta", "output_index": .int(Int64(position)),
+                            "id": .string("fc_" + hexID(salt: 3 << 32 + UInt64(position))),
+                            "model": .string(model), "agent_id": agentID, "name": .string(call.name),
+                            "tool_call_id": .string(call.id),
+                            "arguments": .string(call.arguments),
+                        ]))
             }
         }
         if agentError {
             events = Array(events.prefix(2))
-            events.append(SSE.event("conversation.response.error",
-                                    ["type": "conversation.response.error", "message": "Emulated agent error", "code": 3000]))
+            events.append(
+                SSE.event(
+                    "conversation.response.error",
+                    ["type": "conversation.response.error", "message": "Emulated agent error", "code": 3000]))
             return events
         }
         events.append(SSE.event("conversation.response.done", ["type": "conversation.response.done", "usage": usage]))
@@ -299,7 +352,9 @@ struct ReplyContext {
             return .bytes(Array(bytes.prefix(bytes.count / 2)))
         case .events(var events):
             guard events.count > 1 else { return body }
-            let broken = isConversation ? "event: message.output.delta\ndata: {\"type\": malformed\n\n" : "data: {\"id\": malformed\n\n"
+            let broken =
+                isConversation
+                ? "event: message.output.delta\ndata: {\"type\": malformed\n\n" : "data: {\"id\": malformed\n\n"
             events[1] = Array(broken.utf8)
             return .events(events)
         }

@@ -63,7 +63,9 @@ final class SchemaSet: Sendable {
         return current
     }
 
-    private func validate(_ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue], _ issues: inout [ValidationIssue]) {
+    private func validate(
+        _ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue], _ issues: inout [ValidationIssue]
+    ) {
         let schema = resolve(schema)
         for part in schema.allOf { validate(value, part, &path, &issues) }
         if !schema.alternatives.isEmpty {
@@ -77,14 +79,18 @@ final class SchemaSet: Sendable {
             }
         }
         if let constant = schema.constant, value != constant {
-            issues.append(issue("literal_error", "Input should be \(Self.pythonLiteral(constant))", value, path,
-                                ctx: ["expected": .string(Self.pythonLiteral(constant))]))
+            issues.append(
+                issue(
+                    "literal_error", "Input should be \(Self.pythonLiteral(constant))", value, path,
+                    ctx: ["expected": .string(Self.pythonLiteral(constant))]))
             return
         }
         if let choices = schema.enumeration, !choices.contains(value) {
             let expected = Self.pythonList(choices)
-            issues.append(issue(choices.count == 1 ? "literal_error" : "enum", "Input should be \(expected)", value, path,
-                                ctx: ["expected": .string(expected)]))
+            issues.append(
+                issue(
+                    choices.count == 1 ? "literal_error" : "enum", "Input should be \(expected)", value, path,
+                    ctx: ["expected": .string(expected)]))
             return
         }
         switch value {
@@ -92,8 +98,15 @@ final class SchemaSet: Sendable {
         case .string(let string): checkString(string, schema, path, &issues)
         case .array(let elements):
             if let minItems = schema.minItems, elements.count < minItems {
-                issues.append(issue("too_short", "List should have at least \(minItems) item\(minItems == 1 ? "" : "s") after validation, not \(elements.count)",
-                                    value, path, ctx: ["field_type": "List", "min_length": .int(Int64(minItems)), "actual_length": .int(Int64(elements.count))]))
+                issues.append(
+                    issue(
+                        "too_short",
+                        "List should have at least \(minItems) item\(minItems == 1 ? "" : "s") after validation, not \(elements.count)",
+                        value, path,
+                        ctx: [
+                            "field_type": "List", "min_length": .int(Int64(minItems)),
+                            "actual_length": .int(Int64(elements.count)),
+                        ]))
             }
             if let items = schema.items {
                 for (position, element) in elements.enumerated() {
@@ -107,7 +120,10 @@ final class SchemaSet: Sendable {
         }
     }
 
-    private func validateObject(_ object: JSONObject, _ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue], _ issues: inout [ValidationIssue]) {
+    private func validateObject(
+        _ object: JSONObject, _ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue],
+        _ issues: inout [ValidationIssue]
+    ) {
         for (name, property) in schema.properties {
             path.append(.string(name))
             if let member = object[name] {
@@ -117,7 +133,8 @@ final class SchemaSet: Sendable {
             }
             path.removeLast()
         }
-        for name in schema.required where !schema.properties.contains(where: { $0.name == name }) && object[name] == nil {
+        for name in schema.required where !schema.properties.contains(where: { $0.name == name }) && object[name] == nil
+        {
             path.append(.string(name))
             issues.append(issue("missing", "Field required", value, path))
             path.removeLast()
@@ -130,7 +147,9 @@ final class SchemaSet: Sendable {
         }
     }
 
-    private func validateUnion(_ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue], _ issues: inout [ValidationIssue]) {
+    private func validateUnion(
+        _ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue], _ issues: inout [ValidationIssue]
+    ) {
         if let discriminator = schema.discriminator {
             validateDiscriminated(value, schema, discriminator, &path, &issues)
             return
@@ -154,7 +173,9 @@ final class SchemaSet: Sendable {
             let resolved = resolve(alternative)
             var score = attempt.count
             if !resolved.acceptsJSONType(of: value) { score += 10_000 }
-            if case .object(let object) = value, let tag = object["type"], resolved.properties.first(where: { $0.name == "type" })?.schema.constant == tag {
+            if case .object(let object) = value, let tag = object["type"],
+                resolved.properties.first(where: { $0.name == "type" })?.schema.constant == tag
+            {
                 score -= 5_000
             }
             if best == nil || score < best!.score { best = (score, attempt) }
@@ -162,23 +183,38 @@ final class SchemaSet: Sendable {
         issues.append(contentsOf: best?.issues ?? [])
     }
 
-    private func validateDiscriminated(_ value: JSONValue, _ schema: Schema, _ discriminator: Schema.Discriminator,
-                                       _ path: inout [JSONValue], _ issues: inout [ValidationIssue]) {
+    private func validateDiscriminated(
+        _ value: JSONValue, _ schema: Schema, _ discriminator: Schema.Discriminator,
+        _ path: inout [JSONValue], _ issues: inout [ValidationIssue]
+    ) {
         guard case .object(let object) = value else {
-            issues.append(issue("model_attributes_type", "Input should be a valid dictionary or object to extract fields from", value, path))
+            issues.append(
+                issue(
+                    "model_attributes_type", "Input should be a valid dictionary or object to extract fields from",
+                    value, path))
             return
         }
         let property = discriminator.propertyName
         guard let tagValue = object[property] else {
-            issues.append(issue("union_tag_not_found", "Unable to extract tag using discriminator '\(property)'", value, path,
-                                ctx: ["discriminator": .string("'\(property)'")]))
+            issues.append(
+                issue(
+                    "union_tag_not_found", "Unable to extract tag using discriminator '\(property)'", value, path,
+                    ctx: ["discriminator": .string("'\(property)'")]))
             return
         }
-        guard case .string(let tag) = tagValue, let target = discriminator.mapping.first(where: { $0.tag == tag }) else {
+        guard case .string(let tag) = tagValue, let target = discriminator.mapping.first(where: { $0.tag == tag })
+        else {
             let expected = discriminator.mapping.map { "'\($0.tag)'" }.joined(separator: ", ")
             let shown = tagValue.stringValue ?? tagValue.jsonText
-            issues.append(issue("union_tag_invalid", "Input tag '\(shown)' found using '\(property)' does not match any of the expected tags: \(expected)",
-                                value, path, ctx: ["discriminator": .string("'\(property)'"), "tag": .string(shown), "expected_tags": .string(expected)]))
+            issues.append(
+                issue(
+                    "union_tag_invalid",
+                    "Input tag '\(shown)' found using '\(property)' does not match any of the expected tags: \(expected)",
+                    value, path,
+                    ctx: [
+                        "discriminator": .string("'\(property)'"), "tag": .string(shown),
+                        "expected_tags": .string(expected),
+                    ]))
             return
         }
         path.append(.string(tag))
@@ -186,37 +222,59 @@ final class SchemaSet: Sendable {
         path.removeLast()
     }
 
-    private func checkBounds(_ value: JSONValue, _ schema: Schema, _ path: [JSONValue], _ issues: inout [ValidationIssue]) {
+    private func checkBounds(
+        _ value: JSONValue, _ schema: Schema, _ path: [JSONValue], _ issues: inout [ValidationIssue]
+    ) {
         guard let number = value.doubleValue else { return }
         if let bound = schema.minimum, let limit = bound.doubleValue, number < limit {
-            issues.append(issue("greater_than_equal", "Input should be greater than or equal to \(bound.jsonText)", value, path, ctx: ["ge": bound]))
+            issues.append(
+                issue(
+                    "greater_than_equal", "Input should be greater than or equal to \(bound.jsonText)", value, path,
+                    ctx: ["ge": bound]))
         }
         if let bound = schema.exclusiveMinimum, let limit = bound.doubleValue, number <= limit {
-            issues.append(issue("greater_than", "Input should be greater than \(bound.jsonText)", value, path, ctx: ["gt": bound]))
+            issues.append(
+                issue("greater_than", "Input should be greater than \(bound.jsonText)", value, path, ctx: ["gt": bound])
+            )
         }
         if let bound = schema.maximum, let limit = bound.doubleValue, number > limit {
-            issues.append(issue("less_than_equal", "Input should be less than or equal to \(bound.jsonText)", value, path, ctx: ["le": bound]))
+            issues.append(
+                issue(
+                    "less_than_equal", "Input should be less than or equal to \(bound.jsonText)", value, path,
+                    ctx: ["le": bound]))
         }
         if let bound = schema.exclusiveMaximum, let limit = bound.doubleValue, number >= limit {
-            issues.append(issue("less_than", "Input should be less than \(bound.jsonText)", value, path, ctx: ["lt": bound]))
+            issues.append(
+                issue("less_than", "Input should be less than \(bound.jsonText)", value, path, ctx: ["lt": bound]))
         }
     }
 
-    private func checkString(_ string: String, _ schema: Schema, _ path: [JSONValue], _ issues: inout [ValidationIssue]) {
+    private func checkString(_ string: String, _ schema: Schema, _ path: [JSONValue], _ issues: inout [ValidationIssue])
+    {
         let value = JSONValue.string(string)
         if let minLength = schema.minLength, string.count < minLength {
-            issues.append(issue("string_too_short", "String should have at least \(minLength) character\(minLength == 1 ? "" : "s")", value, path,
-                                ctx: ["min_length": .int(Int64(minLength))]))
+            issues.append(
+                issue(
+                    "string_too_short",
+                    "String should have at least \(minLength) character\(minLength == 1 ? "" : "s")", value, path,
+                    ctx: ["min_length": .int(Int64(minLength))]))
         }
         if let maxLength = schema.maxLength, string.count > maxLength {
-            issues.append(issue("string_too_long", "String should have at most \(maxLength) character\(maxLength == 1 ? "" : "s")", value, path,
-                                ctx: ["max_length": .int(Int64(maxLength))]))
+            issues.append(
+                issue(
+                    "string_too_long", "String should have at most \(maxLength) character\(maxLength == 1 ? "" : "s")",
+                    value, path,
+                    ctx: ["max_length": .int(Int64(maxLength))]))
         }
         switch schema.format {
         case "uuid" where !Self.isUUID(string):
-            issues.append(issue("uuid_parsing", "Input should be a valid UUID, invalid character or length", value, path))
+            issues.append(
+                issue("uuid_parsing", "Input should be a valid UUID, invalid character or length", value, path))
         case "date-time" where !Self.looksLikeDateTime(string):
-            issues.append(issue("datetime_from_date_parsing", "Input should be a valid datetime or date, invalid character", value, path))
+            issues.append(
+                issue(
+                    "datetime_from_date_parsing", "Input should be a valid datetime or date, invalid character", value,
+                    path))
         default: break
         }
     }
@@ -226,7 +284,9 @@ final class SchemaSet: Sendable {
         case "string": return issue("string_type", "Input should be a valid string", value, path)
         case "integer":
             if case .double = value {
-                return issue("int_from_float", "Input should be a valid integer, got a number with a fractional part", value, path)
+                return issue(
+                    "int_from_float", "Input should be a valid integer, got a number with a fractional part", value,
+                    path)
             }
             return issue("int_type", "Input should be a valid integer", value, path)
         case "number": return issue("float_type", "Input should be a valid number", value, path)
@@ -235,14 +295,17 @@ final class SchemaSet: Sendable {
         case "null": return issue("none_required", "Input should be None", value, path)
         default:
             if let name = schema.name, !schema.properties.isEmpty {
-                return issue("model_type", "Input should be a valid dictionary or instance of \(name)", value, path,
-                             ctx: ["class_name": .string(name)])
+                return issue(
+                    "model_type", "Input should be a valid dictionary or instance of \(name)", value, path,
+                    ctx: ["class_name": .string(name)])
             }
             return issue("dict_type", "Input should be a valid dictionary", value, path)
         }
     }
 
-    private func issue(_ type: String, _ msg: String, _ input: JSONValue, _ path: [JSONValue], ctx: JSONObject? = nil) -> ValidationIssue {
+    private func issue(_ type: String, _ msg: String, _ input: JSONValue, _ path: [JSONValue], ctx: JSONObject? = nil)
+        -> ValidationIssue
+    {
         ValidationIssue(type: type, loc: path, msg: msg, input: input, ctx: ctx)
     }
 
@@ -265,7 +328,11 @@ final class SchemaSet: Sendable {
 
     static func isUUID(_ string: String) -> Bool {
         let hex = string.utf8.filter { $0 != UInt8(ascii: "-") }
-        let dashed = string.utf8.count == 36 && [8, 13, 18, 23].allSatisfy { string.utf8[string.utf8.index(string.utf8.startIndex, offsetBy: $0)] == UInt8(ascii: "-") }
+        let dashed =
+            string.utf8.count == 36
+            && [8, 13, 18, 23].allSatisfy {
+                string.utf8[string.utf8.index(string.utf8.startIndex, offsetBy: $0)] == UInt8(ascii: "-")
+            }
         return (dashed || string.utf8.count == 32) && hex.count == 32 && hex.allSatisfy(\.isHexDigit)
     }
 
@@ -280,7 +347,8 @@ final class SchemaSet: Sendable {
 private extension UInt8 {
     var isDigit: Bool { self >= UInt8(ascii: "0") && self <= UInt8(ascii: "9") }
     var isHexDigit: Bool {
-        isDigit || (self >= UInt8(ascii: "a") && self <= UInt8(ascii: "f")) || (self >= UInt8(ascii: "A") && self <= UInt8(ascii: "F"))
+        isDigit || (self >= UInt8(ascii: "a") && self <= UInt8(ascii: "f"))
+            || (self >= UInt8(ascii: "A") && self <= UInt8(ascii: "F"))
     }
 }
 
@@ -346,7 +414,7 @@ struct Schema: Sendable {
         alternatives = (object["anyOf"]?.arrayValue ?? object["oneOf"]?.arrayValue ?? []).map { Schema($0) }
         allOf = (object["allOf"]?.arrayValue ?? []).map { Schema($0) }
         if let discriminatorObject = object["discriminator"]?.objectValue,
-           let propertyName = discriminatorObject["propertyName"]?.stringValue
+            let propertyName = discriminatorObject["propertyName"]?.stringValue
         {
             let mapping = (discriminatorObject["mapping"]?.objectValue ?? [:]).compactMap { member in
                 member.value.stringValue.map { (tag: member.key, schema: Self.schemaName($0)) }

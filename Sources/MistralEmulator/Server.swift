@@ -5,9 +5,9 @@ import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An offline Mistral API over HTTP/1.1 on loopback, for tests, benchmarks and `make run`.
@@ -24,7 +24,9 @@ public final class MistralEmulatorServer: Sendable {
         host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
     }
 
-    private init(group: MultiThreadedEventLoopGroup, channel: any Channel, counters: StatsCounters, host: String, port: Int) {
+    private init(
+        group: MultiThreadedEventLoopGroup, channel: any Channel, counters: StatsCounters, host: String, port: Int
+    ) {
         self.group = group
         self.channel = channel
         self.counters = counters
@@ -50,7 +52,8 @@ public final class MistralEmulatorServer: Sendable {
         do {
             let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
             let port = channel.localAddress?.port ?? configuration.port
-            return MistralEmulatorServer(group: group, channel: channel, counters: counters, host: configuration.host, port: port)
+            return MistralEmulatorServer(
+                group: group, channel: channel, counters: counters, host: configuration.host, port: port)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -73,14 +76,17 @@ final class StatsCounters: Sendable {
     let openConnections = Atomic<Int>(0)
 
     func snapshot() -> EmulatorStats {
-        EmulatorStats(requests: requests.load(ordering: .relaxed), activeStreams: activeStreams.load(ordering: .relaxed),
-                      openConnections: openConnections.load(ordering: .relaxed))
+        EmulatorStats(
+            requests: requests.load(ordering: .relaxed), activeStreams: activeStreams.load(ordering: .relaxed),
+            openConnections: openConnections.load(ordering: .relaxed))
     }
 
     var json: JSONValue {
         let stats = snapshot()
-        return ["requests": .int(Int64(stats.requests)), "active_streams": .int(Int64(stats.activeStreams)),
-                "open_connections": .int(Int64(stats.openConnections))]
+        return [
+            "requests": .int(Int64(stats.requests)), "active_streams": .int(Int64(stats.activeStreams)),
+            "open_connections": .int(Int64(stats.openConnections)),
+        ]
     }
 }
 
@@ -155,10 +161,12 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             return
         }
         counters.requests.add(1, ordering: .relaxed)
-        let reply = bodyTooLarge
+        let reply =
+            bodyTooLarge
             ? Reply.json(413, ["detail": "Request body too large"])
-            : api.respond(method: requestHead.method.rawValue, path: requestHead.uri,
-                          authorization: requestHead.headers.first(name: "authorization"), body: body)
+            : api.respond(
+                method: requestHead.method.rawValue, path: requestHead.uri,
+                authorization: requestHead.headers.first(name: "authorization"), body: body)
         body.removeAll(keepingCapacity: body.count < 1 << 20)
         play(reply, keepAlive: keepAlive, counted: true, context: context)
     }
@@ -169,7 +177,9 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             counters.activeStreams.add(1, ordering: .relaxed)
         }
         if reply.delayMilliseconds > 0 {
-            scheduled = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(reply.delayMilliseconds))) {
+            scheduled = context.eventLoop.assumeIsolated().scheduleTask(
+                in: .milliseconds(Int64(reply.delayMilliseconds))
+            ) {
                 self.sendHead(reply, keepAlive: keepAlive, context: context)
             }
         } else {
@@ -186,7 +196,8 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         for header in reply.headers { headers.add(name: header.name, value: header.value) }
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         let status = HTTPResponseStatus(statusCode: reply.status)
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
 
         switch reply.body {
         case .bytes(let bytes):
@@ -202,7 +213,9 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
                 write(events.prefix(2).flatMap { $0 }, context: context)
                 interrupt(interruption, context: context)
             } else if reply.chunkIntervalMilliseconds > 0 {
-                pace(events[...], every: .milliseconds(Int64(reply.chunkIntervalMilliseconds)), keepAlive: keepAlive, context: context)
+                pace(
+                    events[...], every: .milliseconds(Int64(reply.chunkIntervalMilliseconds)), keepAlive: keepAlive,
+                    context: context)
             } else {
                 // One write for the whole stream: the client sees the same events, at a fraction of the syscalls.
                 write(events.flatMap { $0 }, context: context)
@@ -211,7 +224,9 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         }
     }
 
-    private func pace(_ events: ArraySlice<[UInt8]>, every interval: TimeAmount, keepAlive: Bool, context: ChannelHandlerContext) {
+    private func pace(
+        _ events: ArraySlice<[UInt8]>, every interval: TimeAmount, keepAlive: Bool, context: ChannelHandlerContext
+    ) {
         guard let first = events.first else {
             end(keepAlive: keepAlive, context: context)
             return

@@ -1,7 +1,7 @@
 import AgentCore
 import AgentDaemon
-import Systemd
 import ArgumentParser
+import Systemd
 
 #if canImport(Glibc)
     import Glibc

@@ -3,9 +3,9 @@ import Dispatch
 import MistralEmulator
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 @main
@@ -21,7 +21,9 @@ struct MistralEmulatorCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on; 0 takes a free port.")
     var port = 0
 
-    @Option(name: .customLong("api-key"), help: "Bearer token to require (default: $MISTRAL_API_KEY, else any non-empty token).")
+    @Option(
+        name: .customLong("api-key"),
+        help: "Bearer token to require (default: $MISTRAL_API_KEY, else any non-empty token).")
     var apiKey: String?
 
     @Flag(help: "Accept a user message right after a tool message (mistral-common since 2026-04-27).")

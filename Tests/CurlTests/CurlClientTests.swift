@@ -1,8 +1,9 @@
 internal import CCurl
-@testable import Curl
 import NIOCore
 import NIOPosix
 import Testing
+
+@testable import Curl
 
 /// The whole body, or the error that ended it.
 private func collect(_ response: HTTPResponse) async throws(CurlError) -> [UInt8] {
@@ -43,7 +44,9 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
             let body = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 % 251) }
             let request = HTTPRequest(
                 url: server.baseURL + "/echo",
-                headers: [HTTPHeader("Authorization", "Bearer sk-test"), HTTPHeader("Content-Type", "application/json")],
+                headers: [
+                    HTTPHeader("Authorization", "Bearer sk-test"), HTTPHeader("Content-Type", "application/json"),
+                ],
                 body: body)
             let response = try await client.send(request)
             #expect(response.status == 200)
@@ -62,7 +65,8 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
 
     @Test func getStreamsEveryChunk() async throws {
         try await withServer { server, client in
-            let response = try await client.send(HTTPRequest(url: server.baseURL + "/stream?n=5&delay=10", method: "GET"))
+            let response = try await client.send(
+                HTTPRequest(url: server.baseURL + "/stream?n=5&delay=10", method: "GET"))
             let expected = (0..<5).map { "chunk \($0)\n" }.joined()
             #expect(text(try await collect(response)) == expected)
         }
@@ -70,7 +74,8 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
 
     @Test func malformedHeaderIsRefusedWithoutEchoingIt() async throws {
         try await withServer { server, client in
-            let request = HTTPRequest(url: server.baseURL + "/ok", headers: [HTTPHeader("Authorization", "Bearer sk-secret\r\nX-Evil: 1")])
+            let request = HTTPRequest(
+                url: server.baseURL + "/ok", headers: [HTTPHeader("Authorization", "Bearer sk-secret\r\nX-Evil: 1")])
             let error = await failure { _ = try await client.send(request) }
             #expect(error?.kind == .other)
             #expect(error.map { !$0.description.contains("sk-secret") } == true)
@@ -93,7 +98,8 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
             let bodies = try await withThrowingTaskGroup(of: String.self) { group in
                 for _ in 0..<50 {
                     group.addTask {
-                        let response = try await client.send(HTTPRequest(url: server.baseURL + "/stream?n=3&delay=5", method: "GET"))
+                        let response = try await client.send(
+                            HTTPRequest(url: server.baseURL + "/stream?n=3&delay=5", method: "GET"))
                         return text(try await collect(response))
                     }
                 }
@@ -107,12 +113,15 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
         try await withServer { server, client in
             let size = 16 << 20
             // The idle timeout is far shorter than the consumer's nap: a paused transfer must not time out.
-            let request = HTTPRequest(url: server.baseURL + "/large?bytes=\(size)", method: "GET", idleTimeout: .milliseconds(150))
+            let request = HTTPRequest(
+                url: server.baseURL + "/large?bytes=\(size)", method: "GET", idleTimeout: .milliseconds(150))
             let response = try await client.send(request)
             try await Task.sleep(for: .milliseconds(500))
             let writtenWhileNotReading = server.stats.current.largeBytesWritten
             // Without back-pressure curl would swallow it all; with it, about 256 KiB plus socket buffers.
-            #expect(writtenWhileNotReading < 4 << 20, "the server wrote \(writtenWhileNotReading) bytes while the client read nothing")
+            #expect(
+                writtenWhileNotReading < 4 << 20,
+                "the server wrote \(writtenWhileNotReading) bytes while the client read nothing")
             var received = 0
             for try await chunk in response { received += chunk.count }
             #expect(received == size)
@@ -121,7 +130,8 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
 
     @Test func stallAfterTheHeadIsAnIdleTimeout() async throws {
         try await withServer { server, client in
-            let request = HTTPRequest(url: server.baseURL + "/stall-body", method: "GET", idleTimeout: .milliseconds(200))
+            let request = HTTPRequest(
+                url: server.baseURL + "/stall-body", method: "GET", idleTimeout: .milliseconds(200))
             let started = ContinuousClock.now
             let response = try await client.send(request)
             var chunks: [[UInt8]] = []

@@ -19,7 +19,9 @@ private func everySplit(_ stream: [UInt8]) -> [[ArraySlice<UInt8>]] {
 }
 
 /// Asserts that every split of `stream` yields `expected`.
-private func expectEvents(_ stream: [UInt8], _ expected: Result<[SSEEvent], SSEError>, sourceLocation: SourceLocation = #_sourceLocation) {
+private func expectEvents(
+    _ stream: [UInt8], _ expected: Result<[SSEEvent], SSEError>, sourceLocation: SourceLocation = #_sourceLocation
+) {
     for pieces in everySplit(stream) {
         let result = parse(pieces)
         #expect(result == expected, "split into \(pieces.map(\.count))", sourceLocation: sourceLocation)
@@ -29,18 +31,25 @@ private func expectEvents(_ stream: [UInt8], _ expected: Result<[SSEEvent], SSEE
 
 @Suite struct SSEParserTests {
     @Test func mistralChatStreamIsDataOnlyEndingInDone() {
-        let chunk1 = #"{"id":"f798","object":"chat.completion.chunk","created":1732548656,"model":"mistral-large-latest","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
-        let chunk2 = #"{"id":"f798","object":"chat.completion.chunk","created":1732548656,"model":"mistral-large-latest","choices":[{"index":0,"delta":{"content":"izable"},"finish_reason":"length"}],"usage":{"prompt_tokens":34,"total_tokens":134,"completion_tokens":100}}"#
+        let chunk1 =
+            #"{"id":"f798","object":"chat.completion.chunk","created":1732548656,"model":"mistral-large-latest","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
+        let chunk2 =
+            #"{"id":"f798","object":"chat.completion.chunk","created":1732548656,"model":"mistral-large-latest","choices":[{"index":0,"delta":{"content":"izable"},"finish_reason":"length"}],"usage":{"prompt_tokens":34,"total_tokens":134,"completion_tokens":100}}"#
         let stream = "data: \(chunk1)\n\ndata: \(chunk2)\n\ndata: [DONE]\n\n"
-        expectEvents(Array(stream.utf8), .success([SSEEvent(data: chunk1), SSEEvent(data: chunk2), SSEEvent(data: "[DONE]")]))
+        expectEvents(
+            Array(stream.utf8), .success([SSEEvent(data: chunk1), SSEEvent(data: chunk2), SSEEvent(data: "[DONE]")]))
         let crlf = stream.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\r\n")
-        expectEvents(Array(crlf.utf8), .success([SSEEvent(data: chunk1), SSEEvent(data: chunk2), SSEEvent(data: "[DONE]")]))
+        expectEvents(
+            Array(crlf.utf8), .success([SSEEvent(data: chunk1), SSEEvent(data: chunk2), SSEEvent(data: "[DONE]")]))
     }
 
     @Test func mistralConversationStreamCarriesEventNames() {
-        let started = #"{"type":"conversation.response.started","conversation_id":"conv_067f2a98c1a773678000ce73a36b785a"}"#
-        let delta = #"{"type":"message.output.delta","output_index":1,"id":"msg_067f","content_index":0,"model":"mistral-medium-2505","agent_id":"ag_067f","role":"assistant","content":"The"}"#
-        let done = #"{"type":"conversation.response.done","usage":{"prompt_tokens":18709,"total_tokens":18892,"completion_tokens":183}}"#
+        let started =
+            #"{"type":"conversation.response.started","conversation_id":"conv_067f2a98c1a773678000ce73a36b785a"}"#
+        let delta =
+            #"{"type":"message.output.delta","output_index":1,"id":"msg_067f","content_index":0,"model":"mistral-medium-2505","agent_id":"ag_067f","role":"assistant","content":"The"}"#
+        let done =
+            #"{"type":"conversation.response.done","usage":{"prompt_tokens":18709,"total_tokens":18892,"completion_tokens":183}}"#
         let stream = """
             event: conversation.response.started
             data: \(started)
@@ -53,32 +62,37 @@ private func expectEvents(_ stream: [UInt8], _ expected: Result<[SSEEvent], SSEE
 
 
             """
-        expectEvents(Array(stream.utf8), .success([
-            SSEEvent(event: "conversation.response.started", data: started),
-            SSEEvent(event: "message.output.delta", data: delta),
-            SSEEvent(event: "conversation.response.done", data: done),
-        ]))
+        expectEvents(
+            Array(stream.utf8),
+            .success([
+                SSEEvent(event: "conversation.response.started", data: started),
+                SSEEvent(event: "message.output.delta", data: delta),
+                SSEEvent(event: "conversation.response.done", data: done),
+            ]))
     }
 
     @Test func everyLineEndingCommentFieldAndSplitGivesTheSameEvents() {
         // BOM; LF, CRLF and lone CR endings; comments; multi-line and empty data; a field
         // without a colon; no space after the colon; id persistence; retry and unknown fields.
-        let stream: [UInt8] = [0xEF, 0xBB, 0xBF] + Array((
-            ": keep-alive\n"
-                + "data: one\r\ndata:two\rdata\n\r\n"
-                + "event: named\nid: 7\nretry: 1000\nfoo: bar\ndata:  spaced \n\n"
-                + "event: no-data\n\n"
-                + "data:\n\n"
-                + "id\rdata: é ✓\r\r"
-                + "data: tail"
-        ).utf8)
-        expectEvents(stream, .success([
-            SSEEvent(data: "one\ntwo\n"),
-            SSEEvent(event: "named", data: " spaced ", id: "7"),
-            SSEEvent(data: "", id: "7"),
-            SSEEvent(data: "é ✓", id: ""),
-            SSEEvent(data: "tail", id: ""),
-        ]))
+        let stream: [UInt8] =
+            [0xEF, 0xBB, 0xBF]
+            + Array(
+                (": keep-alive\n"
+                    + "data: one\r\ndata:two\rdata\n\r\n"
+                    + "event: named\nid: 7\nretry: 1000\nfoo: bar\ndata:  spaced \n\n"
+                    + "event: no-data\n\n"
+                    + "data:\n\n"
+                    + "id\rdata: é ✓\r\r"
+                    + "data: tail").utf8)
+        expectEvents(
+            stream,
+            .success([
+                SSEEvent(data: "one\ntwo\n"),
+                SSEEvent(event: "named", data: " spaced ", id: "7"),
+                SSEEvent(data: "", id: "7"),
+                SSEEvent(data: "é ✓", id: ""),
+                SSEEvent(data: "tail", id: ""),
+            ]))
     }
 
     @Test func anLFOpeningAChunkAfterACRIsTheSameLineEnd() throws {
@@ -104,7 +118,9 @@ private func expectEvents(_ stream: [UInt8], _ expected: Result<[SSEEvent], SSEE
         let fits = Array("data: 0123456789\n\n".utf8)
         for stream in [manyLines, oneLongLine] {
             for pieces in [[stream[...]], stream.indices.map { stream[$0..<($0 + 1)] }] {
-                #expect(parse(pieces, maxEventBytes: bound) == .failure(SSEError(.eventTooLarge, "event stream: an event exceeds 64 bytes")))
+                #expect(
+                    parse(pieces, maxEventBytes: bound)
+                        == .failure(SSEError(.eventTooLarge, "event stream: an event exceeds 64 bytes")))
             }
         }
         #expect(parse([fits[...]], maxEventBytes: bound) == .success([SSEEvent(data: "0123456789")]))
@@ -114,7 +130,9 @@ private func expectEvents(_ stream: [UInt8], _ expected: Result<[SSEEvent], SSEE
         var generator = SplitMix64(seed: 42)
         let alphabet = Array("data:event:id: x\r\n\n:é".utf8) + [0xFF, 0x00, 0xC3]
         for _ in 0..<200 {
-            let stream = (0..<Int.random(in: 0..<60, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }
+            let stream = (0..<Int.random(in: 0..<60, using: &generator)).map { _ in
+                alphabet.randomElement(using: &generator)!
+            }
             let whole = parse([stream[...]])
             for pieces in everySplit(stream) where parse(pieces) != whole {
                 Issue.record("stream \(stream) split into \(pieces.map(\.count)) differs")

@@ -169,12 +169,16 @@ private final class RouteHandler: ChannelInboundHandler {
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
-    private func writeHead(context: ChannelHandlerContext, status: HTTPResponseStatus = .ok, chunked: Bool = false, contentLength: Int? = nil) {
+    private func writeHead(
+        context: ChannelHandlerContext, status: HTTPResponseStatus = .ok, chunked: Bool = false,
+        contentLength: Int? = nil
+    ) {
         var headers = HTTPHeaders()
         if let contentLength { headers.add(name: "Content-Length", value: String(contentLength)) }
         if chunked { headers.add(name: "Transfer-Encoding", value: "chunked") }
         headers.add(name: "X-Test-Server", value: "yes")
-        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.writeAndFlush(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
     }
 
     private func writeChunk(_ text: String, context: ChannelHandlerContext) {

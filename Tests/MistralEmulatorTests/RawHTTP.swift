@@ -3,7 +3,7 @@ import JSON
 import MistralEmulator
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A blocking loopback HTTP/1.1 client over a plain socket: the tests need to see exactly what
@@ -20,7 +20,9 @@ final class RawConnection {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard result == 0 else {
             Glibc.close(fd)
@@ -39,7 +41,9 @@ final class RawConnection {
         }
     }
 
-    func sendRequest(method: String = "POST", path: String, body: String? = nil, apiKey: String? = "test-key", close: Bool = true) {
+    func sendRequest(
+        method: String = "POST", path: String, body: String? = nil, apiKey: String? = "test-key", close: Bool = true
+    ) {
         var text = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         if let apiKey { text += "Authorization: Bearer \(apiKey)\r\n" }
         if close { text += "Connection: close\r\n" }
@@ -60,7 +64,8 @@ final class RawConnection {
             let remaining = deadline - ContinuousClock.now
             guard remaining > .zero else { return .timedOut }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let milliseconds = Int32(max(1, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000))
+            let milliseconds = Int32(
+                max(1, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000))
             guard poll(&poller, 1, milliseconds) > 0 else { continue }
             let count = recv(fd, &buffer, buffer.count, 0)
             if count == 0 { return .closed }
@@ -89,10 +94,15 @@ struct RawResponse {
         self.status = status
         headers = lines.dropFirst().compactMap { line in
             guard let colon = line.firstIndex(of: ":") else { return nil }
-            return (name: String(line[..<colon]), value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+            return (
+                name: String(line[..<colon]),
+                value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            )
         }
         let rest = Array(bytes[(end + 4)...])
-        body = headers.contains { $0.name.lowercased() == "transfer-encoding" && $0.value == "chunked" } ? Self.dechunk(rest) : rest
+        body =
+            headers.contains { $0.name.lowercased() == "transfer-encoding" && $0.value == "chunked" }
+            ? Self.dechunk(rest) : rest
     }
 
     func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name.lowercased() }?.value }
@@ -119,7 +129,7 @@ struct RawResponse {
         var index = 0
         while index < bytes.count {
             guard let lineEnd = bytes[index...].indices.first(where: { bytes[$0] == UInt8(ascii: "\r") }),
-                  let size = Int(String(decoding: bytes[index..<lineEnd], as: UTF8.self), radix: 16)
+                let size = Int(String(decoding: bytes[index..<lineEnd], as: UTF8.self), radix: 16)
             else { break }
             let start = lineEnd + 2
             if size == 0 { break }
@@ -147,7 +157,9 @@ func withEmulator(
 
 extension MistralEmulatorServer {
     /// One request on its own connection, read to the end.
-    func send(_ path: String, _ body: String?, method: String = "POST", apiKey: String? = "test-key") throws -> RawResponse {
+    func send(_ path: String, _ body: String?, method: String = "POST", apiKey: String? = "test-key") throws
+        -> RawResponse
+    {
         let connection = try RawConnection(port: port)
         connection.sendRequest(method: method, path: path, body: body, apiKey: apiKey)
         connection.read()

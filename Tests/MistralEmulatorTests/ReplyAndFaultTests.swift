@@ -6,7 +6,8 @@ import Testing
 
 func chatBody(_ text: String, stream: Bool = true, extra: String = "") -> String {
     let content = JSONValue.string(text).jsonText
-    return #"{"model":"mistral-small-latest","stream":\#(stream),"messages":[{"role":"user","content":\#(content)}]\#(extra)}"#
+    return
+        #"{"model":"mistral-small-latest","stream":\#(stream),"messages":[{"role":"user","content":\#(content)}]\#(extra)}"#
 }
 
 func conversationBody(_ text: String, stream: Bool = true) -> String {
@@ -22,7 +23,8 @@ func streamedContent(_ response: RawResponse) -> String {
     chunks(response).compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
 }
 
-let weatherTool = #","tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"},"metric":{"type":"boolean"},"note":{"type":"string"}},"required":["city","days","metric"]}}},{"type":"function","function":{"name":"get_time","parameters":{}}}]"#
+let weatherTool =
+    #","tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"},"metric":{"type":"boolean"},"note":{"type":"string"}},"required":["city","days","metric"]}}},{"type":"function","function":{"name":"get_time","parameters":{}}}]"#
 
 @Suite("Replies, stream shapes and fault directives", .serialized)
 struct ReplyAndFaultTests {
@@ -37,7 +39,10 @@ struct ReplyAndFaultTests {
             let parsed = chunks(response)
             #expect(parsed.first?["choices"]?.arrayValue?.first?["delta"] == ["role": "assistant", "content": ""])
             #expect(parsed.first?["object"] == "chat.completion.chunk")
-            #expect(parsed.dropLast().allSatisfy { $0["usage"] == nil && $0["choices"]?.arrayValue?.first?["finish_reason"] == .null })
+            #expect(
+                parsed.dropLast().allSatisfy {
+                    $0["usage"] == nil && $0["choices"]?.arrayValue?.first?["finish_reason"] == .null
+                })
             let last = parsed.last!
             #expect(last["choices"]?.arrayValue?.first?["finish_reason"] == "stop")
             #expect(last["usage"] == ["prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7])
@@ -50,7 +55,10 @@ struct ReplyAndFaultTests {
         try await withEmulator { server in
             let chat = try server.send("/v1/chat/completions", chatBody("hi there", stream: false)).json
             #expect(chat?["object"] == "chat.completion")
-            #expect(chat?["choices"]?.arrayValue?.first?["message"] == ["content": "Echo: hi there", "tool_calls": nil, "prefix": false, "role": "assistant"])
+            #expect(
+                chat?["choices"]?.arrayValue?.first?["message"] == [
+                    "content": "Echo: hi there", "tool_calls": nil, "prefix": false, "role": "assistant",
+                ])
             #expect(chat?["choices"]?.arrayValue?.first?["finish_reason"] == "stop")
             #expect(chat?["usage"]?["total_tokens"] == 5)
 
@@ -72,8 +80,11 @@ struct ReplyAndFaultTests {
         try await withEmulator { server in
             let response = try server.send("/v1/conversations", conversationBody("good morning"))
             let events = response.events
-            #expect(events.map(\.event) == ["conversation.response.started", "message.output.delta", "message.output.delta",
-                                             "message.output.delta", "conversation.response.done"])
+            #expect(
+                events.map(\.event) == [
+                    "conversation.response.started", "message.output.delta", "message.output.delta",
+                    "message.output.delta", "conversation.response.done",
+                ])
             #expect(!events.contains { $0.data == "[DONE]" })
             let parsed = events.map { try? JSONParser.parse($0.data) }
             #expect(zip(events, parsed).allSatisfy { $0.event.map(JSONValue.string) == $1?["type"] })
@@ -84,7 +95,8 @@ struct ReplyAndFaultTests {
 
     @Test func toolDirectiveGivesWholeParallelCallsInOneTerminalChunk() async throws {
         try await withEmulator { server in
-            let response = try server.send("/v1/chat/completions", chatBody("check [tool:get_weather] [tool:get_time]", extra: weatherTool))
+            let response = try server.send(
+                "/v1/chat/completions", chatBody("check [tool:get_weather] [tool:get_time]", extra: weatherTool))
             let parsed = chunks(response)
             #expect(parsed.count == 2)
             let choice = parsed[1]["choices"]?.arrayValue?.first
@@ -100,11 +112,14 @@ struct ReplyAndFaultTests {
             #expect(ids.count == 2 && Set(ids).count == 2 && ids.allSatisfy(HistoryRules.isToolCallID))
 
             // The answer to the tool results is text, not the same calls again.
-            let history = #"{"model":"mistral-small-latest","stream":false,"messages":[{"role":"user","content":"check [tool:get_weather]"},{"role":"assistant","content":"","tool_calls":[{"id":"\#(ids[0])","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","content":"sunny and warm","tool_call_id":"\#(ids[0])"}]\#(weatherTool)}"#
+            let history =
+                #"{"model":"mistral-small-latest","stream":false,"messages":[{"role":"user","content":"check [tool:get_weather]"},{"role":"assistant","content":"","tool_calls":[{"id":"\#(ids[0])","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","content":"sunny and warm","tool_call_id":"\#(ids[0])"}]\#(weatherTool)}"#
             let followUp = try server.send("/v1/chat/completions", history).json
             #expect(followUp?["choices"]?.arrayValue?.first?["message"]?["content"] == "Tool result: sunny and warm")
 
-            let unknown = try server.send("/v1/chat/completions", chatBody("x [tool:launch_rockets]", stream: false, extra: weatherTool)).json
+            let unknown = try server.send(
+                "/v1/chat/completions", chatBody("x [tool:launch_rockets]", stream: false, extra: weatherTool)
+            ).json
             #expect(unknown?["choices"]?.arrayValue?.first?["message"]?["content"] == "Echo: x")
         }
     }
@@ -113,7 +128,11 @@ struct ReplyAndFaultTests {
         try await withEmulator { server in
             let response = try server.send("/v1/conversations", conversationBody("[tool:lookup] [tool:notify] please"))
             let events = response.events
-            #expect(events.map(\.event) == ["conversation.response.started", "function.call.delta", "function.call.delta", "conversation.response.done"])
+            #expect(
+                events.map(\.event) == [
+                    "conversation.response.started", "function.call.delta", "function.call.delta",
+                    "conversation.response.done",
+                ])
             let call = try JSONParser.parse(events[1].data)
             #expect(call["name"] == "lookup")
             #expect(call["arguments"] == "{}")
@@ -128,11 +147,16 @@ struct ReplyAndFaultTests {
             #expect(text.split(separator: " ").count == 10)
             #expect(!text.contains("["))
 
-            let prefixed = #"{"model":"mistral-small-latest","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Bonjour!","prefix":true}]}"#
+            let prefixed =
+                #"{"model":"mistral-small-latest","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Bonjour!","prefix":true}]}"#
             let prefix = try server.send("/v1/chat/completions", prefixed).json
-            #expect(prefix?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.hasPrefix("Bonjour!") == true)
+            #expect(
+                prefix?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.hasPrefix("Bonjour!")
+                    == true)
 
-            let limited = try server.send("/v1/chat/completions", chatBody("[words:10]", stream: false, extra: #","max_tokens":3"#)).json
+            let limited = try server.send(
+                "/v1/chat/completions", chatBody("[words:10]", stream: false, extra: #","max_tokens":3"#)
+            ).json
             #expect(limited?["choices"]?.arrayValue?.first?["finish_reason"] == "length")
             #expect(limited?["usage"]?["completion_tokens"] == 3)
         }
@@ -143,8 +167,14 @@ struct ReplyAndFaultTests {
             let limited = try server.send("/v1/chat/completions", chatBody("hi [fault:429]"))
             #expect(limited.status == 429)
             #expect(limited.header("retry-after") == "1")
-            #expect(limited.json == ["object": "error", "message": "Rate limit exceeded", "type": "rate_limited", "param": nil, "code": "1300"])
-            #expect(try server.send("/v1/chat/completions", chatBody("hi [fault:429:retry=0]")).header("retry-after") == "0")
+            #expect(
+                limited.json == [
+                    "object": "error", "message": "Rate limit exceeded", "type": "rate_limited", "param": nil,
+                    "code": "1300",
+                ])
+            #expect(
+                try server.send("/v1/chat/completions", chatBody("hi [fault:429:retry=0]")).header("retry-after") == "0"
+            )
             for status in [500, 502, 503, 504] {
                 let response = try server.send("/v1/chat/completions", chatBody("hi [fault:\(status)]"))
                 #expect(response.status == status)
@@ -159,7 +189,9 @@ struct ReplyAndFaultTests {
 
     @Test func countedFaultsStopAfterNRequestsPerText() async throws {
         try await withEmulator { server in
-            let statuses = try (0..<4).map { _ in try server.send("/v1/chat/completions", chatBody("retry me [fault:503*2]")).status }
+            let statuses = try (0..<4).map { _ in
+                try server.send("/v1/chat/completions", chatBody("retry me [fault:503*2]")).status
+            }
             #expect(statuses == [503, 503, 200, 200])
             // Another text has its own counter.
             #expect(try server.send("/v1/chat/completions", chatBody("other [fault:503*1]")).status == 503)
@@ -173,7 +205,8 @@ struct ReplyAndFaultTests {
             let events = response.events
             #expect((try? JSONParser.parse(events[0].data)) != nil)
             #expect((try? JSONParser.parse(events[1].data)) == nil)
-            let conversation = try server.send("/v1/conversations", conversationBody("one two [fault:malformed]")).events
+            let conversation = try server.send("/v1/conversations", conversationBody("one two [fault:malformed]"))
+                .events
             #expect((try? JSONParser.parse(conversation[1].data)) == nil)
         }
     }
@@ -181,7 +214,10 @@ struct ReplyAndFaultTests {
     @Test func agentErrorInAConversationStream() async throws {
         try await withEmulator { server in
             let events = try server.send("/v1/conversations", conversationBody("one two [fault:agent-error]")).events
-            #expect(events.map(\.event) == ["conversation.response.started", "message.output.delta", "conversation.response.error"])
+            #expect(
+                events.map(\.event) == [
+                    "conversation.response.started", "message.output.delta", "conversation.response.error",
+                ])
             let error = try JSONParser.parse(events[2].data)
             #expect(error["message"]?.stringValue != nil)
             #expect(error["code"]?.intValue != nil)
@@ -262,7 +298,9 @@ struct ReplyAndFaultTests {
             for index in 0..<3 {
                 let body = chatBody("number \(index)", stream: false)
                 connection.sendRequest(path: "/v1/chat/completions", body: body, close: false)
-                #expect(connection.read(until: { String(decoding: $0, as: UTF8.self).contains("Echo: number \(index)") }) == .matched)
+                #expect(
+                    connection.read(until: { String(decoding: $0, as: UTF8.self).contains("Echo: number \(index)") })
+                        == .matched)
             }
             #expect(server.stats().openConnections >= 1)
         }
@@ -272,9 +310,11 @@ struct ReplyAndFaultTests {
         try await withEmulator { server in
             let connection = try RawConnection(port: server.port)
             let body = chatBody("hi", stream: false)
-            connection.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-key\r\nConnection: close\r\n"
-                + "Expect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
-            #expect(connection.read(until: { String(decoding: $0, as: UTF8.self).contains("100 Continue") }) == .matched)
+            connection.send(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-key\r\nConnection: close\r\n"
+                    + "Expect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+            #expect(
+                connection.read(until: { String(decoding: $0, as: UTF8.self).contains("100 Continue") }) == .matched)
             connection.send(body)
             connection.read()
             #expect(connection.contains("Echo: hi"))
@@ -295,9 +335,11 @@ struct ReplyAndFaultTests {
 @Suite("The mistral-emulator executable")
 struct ExecutableTests {
     @Test func printsItsAddressFirstAndExitsZeroOnSIGTERM() throws {
-        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         let binary = packageRoot.appendingPathComponent(".build/debug/mistral-emulator")
-        try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build the mistral-emulator product first")
+        try #require(
+            FileManager.default.isExecutableFile(atPath: binary.path), "build the mistral-emulator product first")
         let process = Process()
         process.executableURL = binary
         process.arguments = ["--port", "0", "--api-key", "k"]
@@ -305,7 +347,9 @@ struct ExecutableTests {
         process.standardOutput = output
         try process.run()
         var line: [UInt8] = []
-        while let byte = try output.fileHandleForReading.read(upToCount: 1)?.first, byte != UInt8(ascii: "\n") { line.append(byte) }
+        while let byte = try output.fileHandleForReading.read(upToCount: 1)?.first, byte != UInt8(ascii: "\n") {
+            line.append(byte)
+        }
         let text = String(decoding: line, as: UTF8.self)
         #expect(text.hasPrefix("listening on 127.0.0.1:"))
         let port = Int(text.split(separator: ":").last ?? "") ?? 0
