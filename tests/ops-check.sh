@@ -115,6 +115,9 @@ run_user_manager() {
     printf '%s' "$key" >"$work/mistral-api-key"
     chmod 0600 "$work/mistral-api-key"
     cp agents.d/support.yaml "$work/agents.d/"
+    # A socket group makes agentd chown its sockets, which the unit's SystemCallFilter= must allow.
+    group=$(id -gn)
+    printf 'socket_group: %s\ncontrol_socket: {mode: "0660", group: %s}\n' "$group" "$group" >"$work/agentd.yaml"
 
     "$prefix/libexec/agentd/mistral-emulator" --port 0 --api-key "$key" >"$work/emulator.log" 2>&1 &
     emulator_pid=$!
@@ -137,7 +140,7 @@ run_user_manager() {
         step "container ($(systemd-detect-virt --container)): the user-manager run leaves out ProtectSystem=, ProtectHome=, ProtectKernelTunables=, ProtectKernelLogs= and relies on MISTRAL_API_KEY besides LoadCredential="
     fi
     sed -e '/^User=/d' -e '/^Group=/d' ${container_only:+-e "$container_only"} \
-        -e "s|^ExecStart=.*|ExecStart=$prefix/bin/agentd --config /dev/null --agents-dir $work/agents.d --socket-dir %t/agentd|" \
+        -e "s|^ExecStart=.*|ExecStart=$prefix/bin/agentd --config $work/agentd.yaml --agents-dir $work/agents.d --socket-dir %t/agentd|" \
         -e "s|^LoadCredential=.*|LoadCredential=mistral-api-key:$work/mistral-api-key|" \
         -e "/^\[Service\]/a Environment=MISTRAL_BASE_URL=http://$address" \
         ${container_only:+-e "/^\[Service\]/a Environment=MISTRAL_API_KEY=$key"} \
@@ -170,8 +173,8 @@ run_user_manager() {
     [ "$(ctl is-active agentd.service)" = active ] || { diagnose; fail "agentd is not active after start"; }
     sockets="$xdg/agentd"
     [ -S "$sockets/agents/support.sock" ] || { diagnose; fail "no support socket after READY"; }
-    [ "$(stat -c %a "$sockets/agents/support.sock")" = 660 ] || fail "agent socket is not 0660"
-    [ "$(stat -c %a "$sockets/control.sock")" = 600 ] || fail "control socket is not 0600"
+    [ "$(stat -c %a:%G "$sockets/agents/support.sock")" = "660:$group" ] || fail "agent socket is not 0660 with group $group"
+    [ "$(stat -c %a:%G "$sockets/control.sock")" = "660:$group" ] || fail "control socket is not 0660 with group $group"
     [ "$(stat -c %a "$sockets/agents")" = 750 ] || fail "agents directory is not 0750 under UMask=0027"
     step "systemd --user: started (Type=notify READY), status: $(ctl show -P StatusText agentd.service)"
 
