@@ -13,7 +13,28 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BIN = .build/$(CONFIGURATION)
 
-.PHONY: all deps test-deps build run test lint bench stress check-sanitizers install uninstall clean
+# `make install` builds with this configuration (check-ops may pass debug to save a build).
+INSTALL_CONFIGURATION ?= release
+INSTALL_BIN = .build/$(INSTALL_CONFIGURATION)
+BINDIR     = $(PREFIX)/bin
+LIBEXECDIR = $(PREFIX)/libexec/agentd
+MANDIR     = $(PREFIX)/share/man
+DOCDIR     = $(PREFIX)/share/doc/agentd
+# systemd looks in /lib/systemd/system (= /usr/lib on merged /usr) and /usr/local/lib/systemd/system.
+ifeq ($(PREFIX),/usr)
+SYSTEMDDIR = /lib/systemd
+else
+SYSTEMDDIR = $(PREFIX)/lib/systemd
+endif
+UNITDIR     = $(SYSTEMDDIR)/system
+SYSUSERSDIR = $(patsubst %/systemd,%,$(SYSTEMDDIR))/sysusers.d
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  = $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR = $(PREFIX)/share/fish/vendor_completions.d
+MAN_PAGES   = man1/agentctl.1 man5/agentd.agents.5 man5/agentd.yaml.5 man8/agentd.8
+EXAMPLE_AGENTS = $(notdir $(wildcard agents.d/*.yaml))
+
+.PHONY: all deps test-deps build run test lint bench stress check-sanitizers install uninstall check-ops clean
 
 all: build
 
@@ -43,6 +64,64 @@ lint:
 		if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
 		echo "mandoc lint: clean"; \
 	fi
+
+# `make install` (PREFIX=/usr/local, DESTDIR empty by default) installs exactly this tree and
+# `make uninstall` removes exactly it; nothing under /etc is ever written:
+#   $(PREFIX)/bin/agentd, $(PREFIX)/bin/agentctl
+#   $(PREFIX)/libexec/agentd/mistral-emulator          offline Mistral API (tests, demos); off PATH
+#   $(PREFIX)/share/man/man1/agentctl.1
+#   $(PREFIX)/share/man/man5/agentd.agents.5, agentd.yaml.5
+#   $(PREFIX)/share/man/man8/agentd.8
+#   $(UNITDIR)/agentd.service                           ExecStart=$(PREFIX)/bin/agentd
+#   $(SYSUSERSDIR)/agentd.conf                          user and group agentd
+#   $(PREFIX)/share/doc/agentd/examples/agents.d/*.yaml the repository's agents.d
+#   $(PREFIX)/share/bash-completion/completions/agentctl
+#   $(PREFIX)/share/zsh/site-functions/_agentctl
+#   $(PREFIX)/share/fish/vendor_completions.d/agentctl.fish
+# where UNITDIR is /lib/systemd/system and SYSUSERSDIR /lib/sysusers.d when PREFIX=/usr,
+# else $(PREFIX)/lib/systemd/system and $(PREFIX)/lib/sysusers.d. Afterwards, as root:
+# systemd-sysusers; systemctl daemon-reload; then see agentd(8), SYSTEMD.
+install: deps
+	$(SWIFT) build -c $(INSTALL_CONFIGURATION) --product agentd
+	$(SWIFT) build -c $(INSTALL_CONFIGURATION) --product agentctl
+	$(SWIFT) build -c $(INSTALL_CONFIGURATION) --product mistral-emulator
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(DOCDIR)/examples/agents.d \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	install -m 0755 $(INSTALL_BIN)/agentd $(INSTALL_BIN)/agentctl $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(INSTALL_BIN)/mistral-emulator $(DESTDIR)$(LIBEXECDIR)/
+	for page in $(MAN_PAGES); do install -m 0644 man/$$(basename $$page) $(DESTDIR)$(MANDIR)/$$page; done
+	sed 's|@BINDIR@|$(BINDIR)|g' systemd/agentd.service.in > $(DESTDIR)$(UNITDIR)/agentd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/agentd.service
+	install -m 0644 systemd/agentd.sysusers $(DESTDIR)$(SYSUSERSDIR)/agentd.conf
+	install -m 0644 $(addprefix agents.d/,$(EXAMPLE_AGENTS)) $(DESTDIR)$(DOCDIR)/examples/agents.d/
+	@completions=$$(mktemp -d) && trap 'rm -rf "$$completions"' EXIT && \
+	if [ -x scripts/generate-completions.sh ]; then \
+		scripts/generate-completions.sh "$$completions" $(INSTALL_BIN)/agentctl; \
+	else \
+		$(INSTALL_BIN)/agentctl --generate-completion-script bash > "$$completions/agentctl" && \
+		$(INSTALL_BIN)/agentctl --generate-completion-script zsh > "$$completions/_agentctl" && \
+		$(INSTALL_BIN)/agentctl --generate-completion-script fish > "$$completions/agentctl.fish"; \
+	fi && \
+	install -m 0644 "$$completions/agentctl" $(DESTDIR)$(BASHCOMPDIR)/agentctl && \
+	install -m 0644 "$$completions/_agentctl" $(DESTDIR)$(ZSHCOMPDIR)/_agentctl && \
+	install -m 0644 "$$completions/agentctl.fish" $(DESTDIR)$(FISHCOMPDIR)/agentctl.fish
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/agentd $(DESTDIR)$(BINDIR)/agentctl
+	rm -f $(DESTDIR)$(LIBEXECDIR)/mistral-emulator
+	-rmdir $(DESTDIR)$(LIBEXECDIR)
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/,$(MAN_PAGES))
+	rm -f $(DESTDIR)$(UNITDIR)/agentd.service $(DESTDIR)$(SYSUSERSDIR)/agentd.conf
+	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/examples/agents.d/,$(EXAMPLE_AGENTS))
+	-rmdir $(DESTDIR)$(DOCDIR)/examples/agents.d $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/agentctl $(DESTDIR)$(ZSHCOMPDIR)/_agentctl $(DESTDIR)$(FISHCOMPDIR)/agentctl.fish
+
+# Man page lint, the unit's verify and exposure score (<= 2.0), the installed tree, and the
+# unit driven by a real systemd user manager against the emulator.
+check-ops: test-deps
+	@tests/ops-check.sh
 
 clean:
 	rm -rf .build run
