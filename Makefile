@@ -121,7 +121,7 @@ uninstall:
 # Man page lint, the unit's verify and exposure score (<= 2.0), the installed tree, and the
 # unit driven by a real systemd user manager against the emulator.
 check-ops: test-deps
-	@tests/ops-check.sh
+	@scripts/ops-check.sh
 
 clean:
 	rm -rf .build run
