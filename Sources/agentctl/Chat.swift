@@ -17,7 +17,8 @@ struct Chat: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Talk to this agent socket directly instead of through the control socket.", valueName: "path"),
+            "Talk to this agent socket directly instead of through the control socket; AGENT is then not checked.",
+            valueName: "path"),
         completion: .file())
     var socket: String?
 
@@ -32,7 +33,8 @@ struct Chat: ParsableCommand {
             discussion: "The value is read as JSON when it parses as JSON, else as a string.", valueName: "key=value"))
     var options: [String] = []
 
-    @Argument(help: "The agent's name.") var agent: String
+    @Argument(help: "The agent's name.", completion: .custom(ConnectionOptions.completeAgentName))
+    var agent: String
 
     @Argument(help: "The message; standard input (all of it) when absent.") var text: String?
 

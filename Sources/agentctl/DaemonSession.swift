@@ -52,9 +52,27 @@ struct ConnectionOptions: ParsableArguments {
         completion: .directory)
     var socketDir: String?
 
-    var controlPath: String {
+    var controlPath: String { Self.controlPath(socketDir: socketDir) }
+
+    static func controlPath(socketDir: String?) -> String {
         let directory = socketDir ?? getenv("AGENTD_SOCKET_DIR").map { String(cString: $0) } ?? "/run/agentd"
         return directory.hasSuffix("/") ? "\(directory)control.sock" : "\(directory)/control.sock"
+    }
+
+    /// Shell completion of an agent name: the daemon's `list`, from the socket directory
+    /// given on the command line being completed; nothing when the daemon is not reachable.
+    @Sendable static func completeAgentName(_ words: [String], _: Int, _ prefix: String) -> [String] {
+        var socketDir: String?
+        for (index, word) in words.enumerated() {
+            if word == "--socket-dir", index + 1 < words.count { socketDir = words[index + 1] }
+            if word.hasPrefix("--socket-dir=") { socketDir = String(word.dropFirst("--socket-dir=".count)) }
+        }
+        guard let session = try? DaemonSession(path: controlPath(socketDir: socketDir)),
+            let (result, _) = try? session.command("list")
+        else { return [] }
+        return (result["agents"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }.filter {
+            $0.hasPrefix(prefix)
+        }
     }
 
     /// Connects to the control socket.

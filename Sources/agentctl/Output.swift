@@ -4,8 +4,11 @@ import JSON
 /// Where agentctl writes: unbuffered, so streamed text reaches the reader as it arrives.
 enum Output {
     static func write(_ text: String, to descriptor: Int32 = STDOUT_FILENO) {
-        var text = text
-        text.withUTF8 { buffer in
+        write(bytes: Array(text.utf8), to: descriptor)
+    }
+
+    static func write(bytes: [UInt8], to descriptor: Int32 = STDOUT_FILENO) {
+        bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
                 let written = Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
@@ -22,7 +25,8 @@ enum Output {
 
     static func error(_ text: String) { write(text + "\n", to: STDERR_FILENO) }
 
-    static func raw(_ bytes: [UInt8]) { write(String(decoding: bytes + [UInt8(ascii: "\n")], as: UTF8.self)) }
+    /// A line exactly as the daemon sent it.
+    static func raw(_ line: [UInt8]) { write(bytes: line + [UInt8(ascii: "\n")]) }
 
     /// `agentctl: MESSAGE` on stderr, red on a terminal.
     static func failure(_ message: String) {

@@ -197,6 +197,18 @@ extension AgentctlTests {
             #expect(child.waitForExit(within: 10) != nil)
         }
 
+        @Test func aDaemonThatDiesMidReplyFailsTheChat() throws {
+            let child = try ChildProcess(
+                "\(productsDirectory)/agentctl",
+                ["--socket-dir", harness.socketDir, "chat", "patient", "[fault:stall] hello"],
+                logDirectory: harness.directory.path)
+            #expect(eventually(within: 30) { !child.stdout.isEmpty }, "no text on stdout: \(child.stderr)")
+            harness.daemon?.signal(SIGKILL)
+            #expect(child.waitForExit(within: 20) == 1)
+            #expect(child.stdout == "Echo: \n", "the partial reply ends its line")
+            #expect(child.stderr.contains("closed the connection"), "\(child.stderr)")
+        }
+
         @Test func chatOptionsAreSentAndValidatedByTheDaemon() throws {
             let accepted = try agentctl(["chat", "chat", "--option", "temperature=0.2", "--option", "stop=END", "hi"])
             #expect(accepted.status == 0, "\(accepted)")
@@ -227,6 +239,16 @@ extension AgentctlTests {
             #expect(run.stdout == "Echo: direct\n")
         }
 
+        @Test func shellCompletionOffersTheDaemonsAgentNames() throws {
+            // What the generated bash script runs to complete `agentctl --socket-dir DIR chat <TAB>`.
+            let run = try runAgentctl([
+                "---completion", "chat", "--", "positional@0", "4", "0",
+                "agentctl", "--socket-dir", harness.socketDir, "chat", "",
+            ])
+            #expect(run.status == 0, "\(run)")
+            #expect(Set(run.stdout.split(separator: "\n")) == ["chat", "tools", "helper", "patient"])
+        }
+
         @Test func theSocketDirectoryComesFromTheEnvironment() throws {
             let run = try runAgentctl(["list", "--json"], environment: ["AGENTD_SOCKET_DIR": harness.socketDir])
             #expect(run.status == 0, "\(run)")
@@ -249,6 +271,26 @@ extension AgentctlTests {
             let fromEnvironment = try runAgentctl(["status"], environment: ["AGENTD_SOCKET_DIR": empty.path])
             #expect(fromEnvironment.status == 69)
             #expect(fromEnvironment.stderr.contains("\(empty.path)/control.sock"))
+        }
+
+        @Test func aSocketNobodyListensOnExits69() throws {
+            // A socket file left behind by a daemon that is gone: ECONNREFUSED.
+            let directory = TemporaryDirectory()
+            let path = "\(directory.path)/control.sock"
+            let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            close(descriptor)
+            try #require(bound == 0)
+            let run = try runAgentctl(["list", "--socket-dir", directory.path])
+            #expect(run.status == 69, "\(run)")
+            #expect(run.stderr.contains("\(path): Connection refused"))
         }
 
         @Test(arguments: [
