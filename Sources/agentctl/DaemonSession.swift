@@ -20,16 +20,15 @@ struct AgentctlError: Error, CustomStringConvertible {
 
     /// The daemon (or agent) socket could not be reached.
     static func unreachable(_ error: LineSocketError) -> AgentctlError {
-        var message = "cannot connect to agentd at \(error.path): \(error.detail)"
-        switch error.errno {
-        case EACCES:
-            message += " (the socket is only for agentd's user and group: run agentctl as one of them)"
-        case ENOENT, ECONNREFUSED:
-            message += " (is agentd running?"
-            message += " use --socket-dir DIR or AGENTD_SOCKET_DIR to point at its socket directory)"
-        default:
-            message += " (use --socket-dir DIR or AGENTD_SOCKET_DIR to point at agentd's socket directory)"
-        }
+        let hint =
+            switch error.errno {
+            case EACCES: "only agentd's user and its client group may connect; run agentctl as one of them, or "
+            case ENOENT, ECONNREFUSED: "is agentd running? If it uses another directory, "
+            default: ""
+            }
+        let message =
+            "cannot connect to agentd at \(error.path): \(error.detail) "
+            + "(\(hint)use --socket-dir DIR or AGENTD_SOCKET_DIR to point at its socket directory)"
         return AgentctlError(exitCode: AgentctlExit.unreachable, message: message)
     }
 
