@@ -43,7 +43,8 @@ struct Chat: ParsableCommand {
     }
 
     func run() throws {
-        guard let input = text ?? readStandardInput(), !input.isEmpty else {
+        let input = text ?? readStandardInput()
+        guard !input.isEmpty else {
             throw AgentctlError(
                 exitCode: AgentctlExit.usage, message: "no message: give TEXT or pipe it on standard input")
         }
@@ -60,13 +61,8 @@ struct Chat: ParsableCommand {
         let session =
             try socket.map { path throws(AgentctlError) in try DaemonSession(path: path) } ?? connection.connect()
         var printer = ReplyPrinter(json: json)
-        do {
-            try session.exchange(.object(request)) { event, line in printer.handle(event, line: line) }
-        } catch {
-            printer.finish()
-            throw error
-        }
-        printer.finish()
+        defer { printer.finish() }
+        try session.exchange(.object(request)) { event, line in printer.handle(event, line: line) }
     }
 
     /// `--option key=value` pairs as the request's `options` object.
@@ -85,7 +81,7 @@ struct Chat: ParsableCommand {
     }
 
     /// All of standard input, without the trailing newlines a shell pipeline adds.
-    private func readStandardInput() -> String? {
+    private func readStandardInput() -> String {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

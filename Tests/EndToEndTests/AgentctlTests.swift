@@ -296,6 +296,7 @@ extension AgentctlTests {
         @Test(arguments: [
             ["list", "--bogus"], ["chat"], ["frobnicate"], ["chat", "chat", "--option", "temperature", "hi"],
             ["chat", "chat", "--option", "a=1", "--option", "a=2", "hi"],
+            ["chat", "chat"],  // no TEXT and nothing on standard input
         ])
         func usageErrorsExit64(arguments: [String]) throws {
             let run = try runAgentctl(arguments)
