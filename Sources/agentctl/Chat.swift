@@ -10,7 +10,7 @@ struct Chat: ParsableCommand {
             its socket's group; --socket talks to an agent socket directly instead. Tool calls the \
             model makes are printed to stderr. Examples:
               agentctl chat support "Where is my order 42?"
-              echo "Summarise this" | agentctl chat writer --option temperature=0.2 --option max_tokens=50
+              echo "Summarise this" | agentctl chat writer --option max_tokens=50
             """)
 
     @OptionGroup var connection: ConnectionOptions
