@@ -1,66 +1,53 @@
 import AgentCore
 import ArgumentParser
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
+import Glibc
 
 /// `agentctl`: talks to a running agentd, or checks agent files offline (CONTRACT §7).
 struct Agentctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentctl",
         abstract: "Control agentd and check agent definitions.",
+        discussion: """
+            agentctl talks to agentd's control socket, <socket-dir>/control.sock (--socket-dir, \
+            else $AGENTD_SOCKET_DIR, else /run/agentd). Tables are for people; --json prints what \
+            the daemon sent. Colour only on a terminal and when NO_COLOR is unset.
+
+            Exit status: 0 ok, 1 the request failed, 64 usage error, 65 invalid agent files \
+            (validate), 69 agentd not reachable.
+
+            Shell completions: agentctl --generate-completion-script bash|zsh|fish
+            """,
         version: BuildInfo.version,
-        subcommands: [Validate.self])
-}
+        subcommands: [List.self, Status.self, Reload.self, Chat.self, Validate.self])
 
-/// Exit codes of CONTRACT §7.
-enum AgentctlExit {
-    static let invalidConfig = ExitCode(65)  // EX_DATAERR
-}
+    @OptionGroup var connection: ConnectionOptions
 
-struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Check agent files or directories offline, with the diagnostics of `agentd --check`.")
-
-    @Argument(help: "Agent files or directories of them (default: /etc/agentd/agents.d).")
-    var paths: [String] = []
-
-    func run() throws {
-        var diagnostics: [Diagnostic] = []
-        var agents: [AgentDefinition] = []
-        for path in paths.isEmpty ? [DaemonConfig().agentsDir] : paths {
-            if isDirectory(path) {
-                do {
-                    let directory = try AgentLoader.loadDirectory(path)
-                    agents += directory.agents
-                    diagnostics += directory.diagnostics
-                } catch {
-                    diagnostics.append(error)
-                }
-            } else {
-                switch AgentLoader.loadFile(path) {
-                case .success(let agent): agents.append(agent)
-                case .failure(let list): diagnostics += list.diagnostics
-                }
-            }
+    /// Maps failures to the exit codes of CONTRACT §7; help, version and completion scripts
+    /// go through ArgumentParser as usual.
+    static func main() {
+        unblockTerminatingSignals()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as AgentctlError {
+            Output.failure(error.message)
+            Glibc.exit(error.exitCode.rawValue)
+        } catch {
+            // Parse and validation errors exit with EX_USAGE whatever the library's default is.
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            Output.error(fullMessage(for: error))
+            Glibc.exit(AgentctlExit.usage.rawValue)
         }
-        for agent in agents { print("\(agent.file): ok: \(agent.summary)") }
-        for diagnostic in diagnostics { printError(diagnostic.description) }
-        if !diagnostics.isEmpty { throw AgentctlExit.invalidConfig }
-    }
-
-    private func isDirectory(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 }
 
-private func printError(_ text: String) {
-    var line = text + "\n"
-    line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+/// A parent may hand its children blocked signals (Foundation's Process passes its own mask
+/// on); Ctrl-C and `kill` must still stop agentctl mid-stream.
+private func unblockTerminatingSignals() {
+    var signals = sigset_t()
+    sigemptyset(&signals)
+    for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&signals, signal) }
+    sigprocmask(SIG_UNBLOCK, &signals, nil)
 }
 
 Agentctl.main()
