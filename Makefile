@@ -97,14 +97,8 @@ install: deps
 	install -m 0644 systemd/agentd.sysusers $(DESTDIR)$(SYSUSERSDIR)/agentd.conf
 	install -m 0644 $(addprefix agents.d/,$(EXAMPLE_AGENTS)) $(DESTDIR)$(DOCDIR)/examples/agents.d/
 	@completions=$$(mktemp -d) && trap 'rm -rf "$$completions"' EXIT && \
-	if [ -x scripts/generate-completions.sh ]; then \
-		scripts/generate-completions.sh "$$completions" $(INSTALL_BIN)/agentctl; \
-	else \
-		$(INSTALL_BIN)/agentctl --generate-completion-script bash > "$$completions/agentctl" && \
-		$(INSTALL_BIN)/agentctl --generate-completion-script zsh > "$$completions/_agentctl" && \
-		$(INSTALL_BIN)/agentctl --generate-completion-script fish > "$$completions/agentctl.fish"; \
-	fi && \
-	install -m 0644 "$$completions/agentctl" $(DESTDIR)$(BASHCOMPDIR)/agentctl && \
+	scripts/generate-completions.sh "$$completions" $(INSTALL_BIN)/agentctl && \
+	install -m 0644 "$$completions/agentctl.bash" $(DESTDIR)$(BASHCOMPDIR)/agentctl && \
 	install -m 0644 "$$completions/_agentctl" $(DESTDIR)$(ZSHCOMPDIR)/_agentctl && \
 	install -m 0644 "$$completions/agentctl.fish" $(DESTDIR)$(FISHCOMPDIR)/agentctl.fish
 

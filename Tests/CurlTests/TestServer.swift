@@ -24,7 +24,7 @@ final class ServerStats: Sendable {
     }
 
     /// Polls until `condition` holds or `limit` passes; returns whether it held.
-    func wait(until condition: (Counts) -> Bool, within limit: Duration = .seconds(1)) async -> Bool {
+    func wait(until condition: (Counts) -> Bool, within limit: Duration = .seconds(3)) async -> Bool {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             if condition(current) { return true }
