@@ -16,7 +16,8 @@ import Testing
         let held = try harness.connect("drop")
 
         harness.directory.write("agents.d/new.yaml", Agents.chat)
-        harness.directory.write("agents.d/change.yaml", Agents.chat.replacingOccurrences(of: "temperature: 0.2", with: "temperature: 0.9"))
+        harness.directory.write(
+            "agents.d/change.yaml", Agents.chat.replacingOccurrences(of: "temperature: 0.2", with: "temperature: 0.9"))
         harness.directory.write("agents.d/break.yaml", Agents.chat + "\ntemprature: 0.5\n")
         harness.directory.remove("agents.d/drop.yaml")
 
@@ -27,7 +28,8 @@ import Testing
         #expect(reply?["errors"]?.arrayValue?.count == 1)
 
         let list = try harness.control(["id": 2, "command": "list"])["agents"]?.arrayValue ?? []
-        let states = Dictionary(uniqueKeysWithValues: list.map { ($0["name"]!.stringValue!, $0["state"]!.stringValue!) })
+        let states = Dictionary(
+            uniqueKeysWithValues: list.map { ($0["name"]!.stringValue!, $0["state"]!.stringValue!) })
         #expect(states == ["keep": "ok", "change": "ok", "break": "stale", "new": "ok"])
 
         // The broken file keeps its previous definition in service.
@@ -69,7 +71,8 @@ import Testing
         }
         for round in 0..<20 {
             harness.directory.write(
-                "agents.d/a.yaml", Agents.chat.replacingOccurrences(of: "temperature: 0.2", with: "temperature: 0.\(round % 9)"))
+                "agents.d/a.yaml",
+                Agents.chat.replacingOccurrences(of: "temperature: 0.2", with: "temperature: 0.\(round % 9)"))
             _ = try harness.reload()
         }
         var done = 0
@@ -127,7 +130,8 @@ import Testing
     @Test func staleSocketsAreReplacedAndLiveOnesRefused() throws {
         let harness = try DaemonHarness(agents: ["a.yaml": Agents.chat])
         // A socket file nobody listens on, as a crash leaves behind.
-        try FileManager.default.createDirectory(atPath: "\(harness.socketDir)/agents", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: "\(harness.socketDir)/agents", withIntermediateDirectories: true)
         let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -137,7 +141,9 @@ import Testing
             buffer[bytes.count] = 0
         }
         _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         close(stale)
         try harness.start()

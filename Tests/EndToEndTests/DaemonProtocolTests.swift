@@ -174,7 +174,12 @@ import Testing
         let client = try harness.connect("tools")
         let history: JSONValue = [
             ["role": "user", "content": "status of 42?"],
-            ["role": "assistant", "tool_calls": [["id": "call_abc-123_long", "name": "get_order_status", "arguments": ["order_id": "42"]]]],
+            [
+                "role": "assistant",
+                "tool_calls": [
+                    ["id": "call_abc-123_long", "name": "get_order_status", "arguments": ["order_id": "42"]]
+                ],
+            ],
             ["role": "tool", "tool_call_id": "call_abc-123_long", "content": "shipped"],
             ["role": "user", "content": "and again [tool:get_order_status]"],
         ]

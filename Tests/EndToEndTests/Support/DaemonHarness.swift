@@ -26,7 +26,9 @@ final class DaemonHarness: @unchecked Sendable {
 
     /// Starts agentd and waits for READY=1.
     @discardableResult
-    func start(extraArguments: [String] = [], environment: [String: String] = [:], waitForReady: Bool = true) throws -> ChildProcess {
+    func start(extraArguments: [String] = [], environment: [String: String] = [:], waitForReady: Bool = true) throws
+        -> ChildProcess
+    {
         let child = try ChildProcess(
             "\(productsDirectory)/agentd",
             ["--config", "\(directory.path)/agentd.yaml", "--agents-dir", agentsDir, "--socket-dir", socketDir]

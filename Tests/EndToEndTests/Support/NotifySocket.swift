@@ -56,9 +56,11 @@ final class NotifySocket: @unchecked Sendable {
         let deadline = monotonicNow() + seconds * 1000
         repeat {
             let found: String? = lock.withLock {
-                guard let index = received[claimed...].firstIndex(where: {
-                    $0.split(separator: "\n").contains { $0 == assignment }
-                }) else { return nil }
+                guard
+                    let index = received[claimed...].firstIndex(where: {
+                        $0.split(separator: "\n").contains { $0 == assignment }
+                    })
+                else { return nil }
                 claimed = index + 1
                 return received[index]
             }

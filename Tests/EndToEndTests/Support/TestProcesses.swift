@@ -4,7 +4,8 @@ import JSON
 
 /// The directory holding the built products: the test runner sits beside them.
 let productsDirectory: String = {
-    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let executable =
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     var directory = (executable as NSString).deletingLastPathComponent
     // On some toolchains the runner lives inside an .xctest bundle directory.
     while directory.hasSuffix(".xctest") || directory.contains(".xctest/") {
@@ -73,11 +74,15 @@ final class ChildProcess: @unchecked Sendable {
     let stdoutPath: String
     let stderrPath: String
 
-    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], logDirectory: String) throws {
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], logDirectory: String) throws
+    {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
-        for key in ["NOTIFY_SOCKET", "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        for key in [
+            "NOTIFY_SOCKET", "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM",
+            "WATCHDOG_USEC", "WATCHDOG_PID",
+        ] {
             env.removeValue(forKey: key)
         }
         env.merge(environment) { $1 }
