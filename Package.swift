@@ -79,7 +79,7 @@ let package = Package(
 
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM"]),
         .testTarget(
             name: "CurlTests",
             dependencies: [
@@ -90,7 +90,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LLMTests", dependencies: ["LLM", "JSON", "AgentProtocol", "MistralEmulator"]),
-        .testTarget(name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON"], resources: [.copy("Fixtures")]
+        ),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "JSON"]),
         .testTarget(name: "SystemdTests", dependencies: ["Systemd", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
