@@ -44,5 +44,10 @@ lint:
 		echo "mandoc lint: clean"; \
 	fi
 
+# Release build, then the emulator, agentd and a load generator on loopback; writes BENCHMARKS.md.
+# BENCH_QUICK=1 for a one-minute run.
+bench: deps
+	@./scripts/bench.sh
+
 clean:
 	rm -rf .build run

@@ -1,0 +1,46 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// agentd-bench --bin DIR [--quick] [--out BENCHMARKS.md]
+// Measures what agentd adds on top of the upstream; see BENCHMARKS.md.
+
+func benchMain() -> Int32 {
+    var arguments = CommandLine.arguments.dropFirst()
+    var binaries = ".build/release"
+    var output: String?
+    var quick = ProcessInfo.processInfo.environment["BENCH_QUICK"].map { !$0.isEmpty && $0 != "0" } ?? false
+    while let argument = arguments.popFirst() {
+        switch argument {
+        case "--bin": binaries = arguments.popFirst() ?? binaries
+        case "--out": output = arguments.popFirst()
+        case "--quick": quick = true
+        default:
+            FileHandle.standardError.write(Data("usage: agentd-bench [--bin DIR] [--quick] [--out FILE]\n".utf8))
+            return 64
+        }
+    }
+    // Short, so socket paths stay under sun_path's 108 bytes.
+    var template = Array("/tmp/agentd-bench.XXXXXX".utf8CString)
+    guard let made = mkdtemp(&template) else {
+        progress("cannot create a temporary directory")
+        return 1
+    }
+    let workDirectory = String(cString: made)
+    defer { try? FileManager.default.removeItem(atPath: workDirectory) }
+    do {
+        let bench = Bench(binaries: binaries, plan: quick ? .quick : .full, quick: quick, workDirectory: workDirectory)
+        let results = try bench.run(swiftVersion: ProcessInfo.processInfo.environment["BENCH_SWIFT_VERSION"] ?? "")
+        let report = Report(results: results).markdown
+        print(report)
+        if let output { try Report.write(report, into: output) }
+        return 0
+    } catch {
+        progress("failed: \(error)")
+        return 1
+    }
+}
+
+exit(benchMain())
