@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SWIFT=${SWIFT:-swift}
-$SWIFT build -c release --product agentd --product mistral-emulator --product agentd-bench
+# One product per invocation: `--product` does not accumulate.
+for product in agentd mistral-emulator agentd-bench; do $SWIFT build -c release --product "$product"; done
 BIN=$($SWIFT build -c release --show-bin-path)
 
 # 10,000 streams need about 2 descriptors each in agentd (client side, upstream side) and one

@@ -113,11 +113,12 @@ struct Bench {
     let workDirectory: String
     static let apiKey = "bench-key"
 
-    /// The one agent the load goes to: limits high enough that only agentd itself can be the cap.
+    /// The one agent the load goes to: limits high enough that only agentd itself can be the cap
+    /// (10,000 is the most `max_concurrent` accepts).
     static let benchAgent = """
         model: mistral-small-latest
         socket: {mode: "0600"}
-        limits: {max_concurrent: 20000, queue: 0, timeout: 10m, idle_timeout: 10m}
+        limits: {max_concurrent: 10000, queue: 0, timeout: 10m, idle_timeout: 10m}
         retry: {attempts: 1}
         """
 
@@ -129,15 +130,8 @@ struct Bench {
 
     func run(swiftVersion: String) throws -> Results {
         var results = Results(machine: .current(swiftVersion: swiftVersion), plan: plan, quick: quick)
-        let emulator = try Child(
-            name: "emulator", executable: "\(binaries)/mistral-emulator",
-            arguments: ["--port", "0", "--api-key", Self.apiKey], environment: [:], directory: workDirectory)
+        let (emulator, port) = try startEmulator()
         defer { emulator.stop() }
-        guard let listening = emulator.waitForLine(startingWith: "listening on 127.0.0.1:", within: 30),
-            let port = listening.split(separator: ":").last.flatMap({ Int($0) })
-        else { throw BenchError("the emulator did not start:\n\(emulator.log)") }
-        progress("emulator on port \(port)")
-
         let generator = LoadGenerator(threads: 2)
         defer { generator.shutdown() }
         try measureLoad(emulator: emulator, port: port, generator: generator, into: &results)
@@ -145,11 +139,49 @@ struct Bench {
         return results
     }
 
+    /// For profiling: `clients` clients send requests through agentd for `seconds`, so a
+    /// profiler can attach to the pid printed first (`perf record -g -p PID`).
+    func soak(seconds: Double, clients: Int) throws {
+        let (emulator, port) = try startEmulator()
+        defer { emulator.stop() }
+        let directory = try makeDaemonDirectory("soak", agents: ["bench": Self.benchAgent])
+        let daemon = try DaemonUnderTest(
+            binary: "\(binaries)/agentd", directory: directory, emulatorPort: port, apiKey: Self.apiKey)
+        defer { daemon.child.stop() }
+        progress("agentd pid \(daemon.child.pid)")
+        let generator = LoadGenerator(threads: 2)
+        defer { generator.shutdown() }
+        let target = Target.agentd(socketPath: daemon.socketPath("bench"))
+        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+        let cpuBefore = daemon.child.cpuSeconds
+        var requests = 0
+        while monotonicNanoseconds() < deadline {
+            requests += try generator.run(target, concurrency: clients, requestsPerClient: 20, words: plan.words)
+                .samples.count
+        }
+        let cpu = daemon.child.cpuSeconds - cpuBefore
+        progress("soak: \(requests) requests, agentd CPU \(fixed(cpu / Double(requests) * 1e6, 0)) µs/request")
+    }
+
+    private func startEmulator() throws -> (Child, port: Int) {
+        let emulator = try Child(
+            name: "emulator", executable: "\(binaries)/mistral-emulator",
+            arguments: ["--port", "0", "--api-key", Self.apiKey], environment: [:], directory: workDirectory)
+        guard let listening = emulator.waitForLine(startingWith: "listening on 127.0.0.1:", within: 30),
+            let port = listening.split(separator: ":").last.flatMap({ Int($0) })
+        else { throw BenchError("the emulator did not start:\n\(emulator.log)") }
+        progress("emulator on port \(port)")
+        return (emulator, port)
+    }
+
     private func measureLoad(emulator: Child, port: Int, generator: LoadGenerator, into results: inout Results) throws {
         let directory = try makeDaemonDirectory("load", agents: ["bench": Self.benchAgent])
         let daemon = try DaemonUnderTest(
             binary: "\(binaries)/agentd", directory: directory, emulatorPort: port, apiKey: Self.apiKey)
         defer { daemon.child.stop() }
+        guard FileManager.default.fileExists(atPath: daemon.socketPath("bench")) else {
+            throw BenchError("agentd did not serve the bench agent:\n\(daemon.child.log)")
+        }
         usleep(500_000)
         results.idleRSS = daemon.child.residentBytes
         progress(
@@ -182,7 +214,8 @@ struct Bench {
                         emulatorCPUDirect: directRun.emulator, emulatorCPUAgentd: agentdRun.emulator))
                 progress(
                     "c=\(level.concurrency) round \(round + 1): direct \(Int(directRun.0.requestsPerSecond)) req/s, "
-                        + "agentd \(Int(agentdRun.0.requestsPerSecond)) req/s, failures \(directRun.0.failures)/\(agentdRun.0.failures)"
+                        + "agentd \(Int(agentdRun.0.requestsPerSecond)) req/s, failures \(directRun.0.failures)/\(agentdRun.0.failures), "
+                        + "busy connects retried so far \(generator.busyRetries.load(ordering: .relaxed))"
                 )
             }
             results.levels.append((level, rounds))
@@ -198,7 +231,7 @@ struct Bench {
         results.holdRSS = daemon.child.residentBytes
         results.holdEmulator = emulatorStats(port: port)
         progress(
-            "held \(hold.held), failed \(hold.failed), RSS \(fixed(results.holdRSS / 1_048_576, 1)) MiB, emulator \(results.holdEmulator)"
+            "held \(hold.held), failed \(hold.failed) \(hold.errors), RSS \(fixed(results.holdRSS / 1_048_576, 1)) MiB, emulator \(results.holdEmulator)"
         )
         generator.closeAll(channels)
         // Let cancellations reach the upstream before the last reading.

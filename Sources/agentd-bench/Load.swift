@@ -39,6 +39,7 @@ struct HoldResult {
     var requested: Int
     var held: Int
     var failed: Int
+    var errors: [String: Int]
     var secondsToHold: Double
 }
 
@@ -50,6 +51,18 @@ struct StartSignal {}
 final class HoldCounters: Sendable {
     let held = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
+    /// Error code → how many streams ended with it.
+    let errors = Mutex<[String: Int]>([:])
+
+    func recordError(_ line: ArraySlice<UInt8>) {
+        failed.add(1, ordering: .relaxed)
+        let marker = Array(#""code":""#.utf8)
+        let code =
+            line.firstRange(of: marker).map { range in
+                String(decoding: line[range.upperBound...].prefix { $0 != UInt8(ascii: "\"") }, as: UTF8.self)
+            } ?? "done"
+        errors.withLock { $0[code, default: 0] += 1 }
+    }
 }
 
 /// The load generator: closed-loop clients (each sends its next request when the previous one
@@ -73,13 +86,14 @@ final class LoadGenerator: Sendable {
         var outcomes: [EventLoopFuture<ClientOutcome>] = []
         defer { closeAll(channels) }
         for batchStart in stride(from: 0, to: concurrency, by: Self.connectBatch) {
-            var batch: [EventLoopFuture<Channel>] = []
+            var batch: [(EventLoopFuture<Channel>, () -> EventLoopFuture<Channel>)] = []
             for _ in batchStart..<min(batchStart + Self.connectBatch, concurrency) {
                 let promise = group.next().makePromise(of: ClientOutcome.self)
                 outcomes.append(promise.futureResult)
-                batch.append(connect(target, requests: requestsPerClient, text: text, promise: promise))
+                let attempt = { self.connect(target, requests: requestsPerClient, text: text, promise: promise) }
+                batch.append((attempt(), attempt))
             }
-            for future in batch { channels.append(try future.wait()) }
+            for (future, attempt) in batch { channels.append(try waitRetryingBusy(future, attempt)) }
         }
         let cpuBefore = ProcessFigures.ownCPUSeconds()
         let started = monotonicNanoseconds()
@@ -141,9 +155,30 @@ final class LoadGenerator: Sendable {
         }
         let result = HoldResult(
             requested: streams, held: counters.held.load(ordering: .relaxed),
-            failed: counters.failed.load(ordering: .relaxed),
+            failed: counters.failed.load(ordering: .relaxed), errors: counters.errors.withLock { $0 },
             secondsToHold: Double(monotonicNanoseconds() - started) / 1e9)
         return (result, channels)
+    }
+
+    /// Connects that found the listen backlog full (EAGAIN on a Unix socket) and were retried.
+    let busyRetries = Atomic<Int>(0)
+
+    /// Waits for a connect; while the listener's backlog is full, tries again after a pause
+    /// (a real client would have to as well; the count is reported).
+    private func waitRetryingBusy(
+        _ first: EventLoopFuture<Channel>, _ attempt: () -> EventLoopFuture<Channel>
+    ) throws -> Channel {
+        var future = first
+        for _ in 0..<500 {
+            do {
+                return try future.wait()
+            } catch let error as IOError where error.errnoCode == EAGAIN {
+                busyRetries.add(1, ordering: .relaxed)
+                usleep(10_000)
+                future = attempt()
+            }
+        }
+        return try future.wait()
     }
 
     func closeAll(_ channels: [Channel]) {
@@ -348,7 +383,7 @@ private final class HoldClient: ChannelInboundHandler {
             // The first text of a stalled reply: the stream is open end to end.
             switch EventKind(line) {
             case .delta: counters.held.add(1, ordering: .relaxed)
-            case .error, .done: counters.failed.add(1, ordering: .relaxed)
+            case .error, .done: counters.recordError(line)
             case .start, .other: break
             }
         }
@@ -396,9 +431,14 @@ private enum EventKind {
 
 extension ByteBufferView {
     /// True if this SSE chunk carries reply text: a `"content":"` followed by a character.
+    /// (The first chunk of a reply carries the role and an empty content.)
     fileprivate func containsText() -> Bool {
         let marker = Array(#""content":""#.utf8)
-        guard let range = firstRange(of: marker), range.upperBound < endIndex else { return false }
-        return self[range.upperBound] != UInt8(ascii: "\"")
+        var rest = self[...]
+        while let range = rest.firstRange(of: marker), range.upperBound < rest.endIndex {
+            if rest[range.upperBound] != UInt8(ascii: "\"") { return true }
+            rest = rest[range.upperBound...]
+        }
+        return false
     }
 }

@@ -100,7 +100,8 @@ struct Report {
             |---|---:|
             | idle RSS (after READY, one agent, no request yet) | \(mib(results.idleRSS)) |
             | streams requested / held / failed | \(hold.requested) / \(hold.held) / \(hold.failed) |
-            | time to hold them all | \(fixed(hold.secondsToHold, 1)) s |
+            | errors of the failed ones | \(hold.errors.sorted { $0.key < $1.key }.map { "\($0.key) × \($0.value)" }.joined(separator: ", ")) |
+            | time to hold them all (or to give up after 15 s without progress) | \(fixed(hold.secondsToHold, 1)) s |
             | RSS before the streams (after the latency runs) | \(mib(results.holdBaseRSS)) |
             | RSS with the streams held | \(mib(results.holdRSS)) |
             | RSS per stream | \(fixed(perStream / 1024, 1)) KiB |

@@ -11,14 +11,17 @@ func benchMain() -> Int32 {
     var arguments = CommandLine.arguments.dropFirst()
     var binaries = ".build/release"
     var output: String?
+    var soakSeconds: Double?
     var quick = ProcessInfo.processInfo.environment["BENCH_QUICK"].map { !$0.isEmpty && $0 != "0" } ?? false
     while let argument = arguments.popFirst() {
         switch argument {
         case "--bin": binaries = arguments.popFirst() ?? binaries
         case "--out": output = arguments.popFirst()
         case "--quick": quick = true
+        case "--soak": soakSeconds = arguments.popFirst().flatMap { Double($0) }
         default:
-            FileHandle.standardError.write(Data("usage: agentd-bench [--bin DIR] [--quick] [--out FILE]\n".utf8))
+            FileHandle.standardError.write(
+                Data("usage: agentd-bench [--bin DIR] [--quick] [--out FILE] [--soak SECONDS]\n".utf8))
             return 64
         }
     }
@@ -32,6 +35,10 @@ func benchMain() -> Int32 {
     defer { try? FileManager.default.removeItem(atPath: workDirectory) }
     do {
         let bench = Bench(binaries: binaries, plan: quick ? .quick : .full, quick: quick, workDirectory: workDirectory)
+        if let soakSeconds {
+            try bench.soak(seconds: soakSeconds, clients: 100)
+            return 0
+        }
         let results = try bench.run(swiftVersion: ProcessInfo.processInfo.environment["BENCH_SWIFT_VERSION"] ?? "")
         let report = Report(results: results).markdown
         print(report)
