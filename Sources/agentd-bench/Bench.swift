@@ -163,6 +163,37 @@ struct Bench {
         progress("soak: \(requests) requests, agentd CPU \(fixed(cpu / Double(requests) * 1e6, 0)) µs/request")
     }
 
+    /// For diagnosis: holds `streams` stalled streams through agentd, printing progress each second.
+    func holdOnly(streams: Int) throws {
+        let (emulator, port) = try startEmulator()
+        defer { emulator.stop() }
+        let directory = try makeDaemonDirectory("hold", agents: ["bench": Self.benchAgent])
+        let daemon = try DaemonUnderTest(
+            binary: "\(binaries)/agentd", directory: directory, emulatorPort: port, apiKey: Self.apiKey)
+        defer { daemon.child.stop() }
+        progress("agentd pid \(daemon.child.pid)")
+        let generator = LoadGenerator(threads: 2)
+        defer { generator.shutdown() }
+        let pid = daemon.child.pid
+        let watcher = Thread {
+            for second in 1...120 {
+                sleep(1)
+                progress(
+                    "\(second) s: agentd CPU \(fixed(ProcessFigures.cpuSeconds(pid: pid), 1)) s, "
+                        + "RSS \(fixed(ProcessFigures.residentBytes(pid: pid) / 1_048_576, 1)) MiB, "
+                        + "emulator \(emulatorStats(port: port))")
+                if Thread.current.isCancelled { return }
+            }
+        }
+        watcher.start()
+        let (hold, channels) = try generator.hold(
+            socketPath: daemon.socketPath("bench"), streams: streams, perConnection: plan.holdPerConnection, within: 180
+        )
+        watcher.cancel()
+        progress("held \(hold.held), failed \(hold.failed) \(hold.errors) in \(fixed(hold.secondsToHold, 1)) s")
+        generator.closeAll(channels)
+    }
+
     private func startEmulator() throws -> (Child, port: Int) {
         let emulator = try Child(
             name: "emulator", executable: "\(binaries)/mistral-emulator",

@@ -123,21 +123,28 @@ final class LoadGenerator: Sendable {
         var channels: [Channel] = []
         let started = monotonicNanoseconds()
         for batchStart in stride(from: 0, to: connections, by: Self.connectBatch) {
-            var batch: [EventLoopFuture<Channel>] = []
+            var batch: [(EventLoopFuture<Channel>, () -> EventLoopFuture<Channel>, streams: Int)] = []
             for index in batchStart..<min(batchStart + Self.connectBatch, connections) {
                 let count = min(perConnection, streams - index * perConnection)
-                batch.append(
-                    ClientBootstrap(group: group)
+                let attempt = {
+                    ClientBootstrap(group: self.group)
                         .channelInitializer { channel in
                             channel.eventLoop.makeCompletedFuture {
                                 try channel.pipeline.syncOperations.addHandler(
                                     HoldClient(streams: count, counters: counters))
                             }
                         }
-                        .connect(unixDomainSocketPath: socketPath))
+                        .connect(unixDomainSocketPath: socketPath)
+                }
+                batch.append((attempt(), attempt, count))
             }
-            for future in batch {
-                do { channels.append(try future.wait()) } catch { counters.failed.add(1, ordering: .relaxed) }
+            for (future, attempt, count) in batch {
+                do {
+                    channels.append(try waitRetryingBusy(future, attempt))
+                } catch {
+                    counters.failed.add(count, ordering: .relaxed)
+                    counters.errors.withLock { $0["connect: \(error)", default: 0] += count }
+                }
             }
         }
         let deadline = started + UInt64(seconds * 1e9)

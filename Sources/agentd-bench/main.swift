@@ -12,6 +12,7 @@ func benchMain() -> Int32 {
     var binaries = ".build/release"
     var output: String?
     var soakSeconds: Double?
+    var holdStreams: Int?
     var quick = ProcessInfo.processInfo.environment["BENCH_QUICK"].map { !$0.isEmpty && $0 != "0" } ?? false
     while let argument = arguments.popFirst() {
         switch argument {
@@ -19,9 +20,10 @@ func benchMain() -> Int32 {
         case "--out": output = arguments.popFirst()
         case "--quick": quick = true
         case "--soak": soakSeconds = arguments.popFirst().flatMap { Double($0) }
+        case "--hold": holdStreams = arguments.popFirst().flatMap { Int($0) }
         default:
             FileHandle.standardError.write(
-                Data("usage: agentd-bench [--bin DIR] [--quick] [--out FILE] [--soak SECONDS]\n".utf8))
+                Data("usage: agentd-bench [--bin DIR] [--quick] [--out FILE] [--soak SECONDS | --hold STREAMS]\n".utf8))
             return 64
         }
     }
@@ -35,6 +37,10 @@ func benchMain() -> Int32 {
     defer { try? FileManager.default.removeItem(atPath: workDirectory) }
     do {
         let bench = Bench(binaries: binaries, plan: quick ? .quick : .full, quick: quick, workDirectory: workDirectory)
+        if let holdStreams {
+            try bench.holdOnly(streams: holdStreams)
+            return 0
+        }
         if let soakSeconds {
             try bench.soak(seconds: soakSeconds, clients: 100)
             return 0
