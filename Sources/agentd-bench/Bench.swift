@@ -59,7 +59,9 @@ struct Results {
     var holdEmulator = ""
     var afterHoldRSS: Double = .nan
     /// Agent count → exec→READY and SIGHUP→READY in milliseconds, one per round.
-    var startTimes: [(Int, Spread, Spread)] = []
+    /// Agent count, the socket directory's file system, exec→READY and SIGHUP→READY in
+    /// milliseconds (one value per round).
+    var startTimes: [(count: Int, fileSystem: String, start: Spread, reload: Spread)] = []
 }
 
 /// A bench-owned agentd (with its own directory, config and NOTIFY_SOCKET).
@@ -70,9 +72,9 @@ final class DaemonUnderTest {
     /// Milliseconds from exec to READY=1.
     let readyMilliseconds: Double
 
-    init(binary: String, directory: String, emulatorPort: Int, apiKey: String) throws {
+    init(binary: String, directory: String, socketDir: String, emulatorPort: Int, apiKey: String) throws {
         notify = try NotifyListener(path: "\(directory)/notify")
-        socketDir = "\(directory)/run"
+        self.socketDir = socketDir
         child = try Child(
             name: "agentd", executable: binary,
             arguments: [
@@ -111,6 +113,8 @@ struct Bench {
     let plan: Plan
     let quick: Bool
     let workDirectory: String
+    /// Where sockets go: on tmpfs when there is one, as /run is on a systemd host.
+    let socketRoot: String
     static let apiKey = "bench-key"
 
     /// The one agent the load goes to: limits high enough that only agentd itself can be the cap
@@ -146,7 +150,8 @@ struct Bench {
         defer { emulator.stop() }
         let directory = try makeDaemonDirectory("soak", agents: ["bench": Self.benchAgent])
         let daemon = try DaemonUnderTest(
-            binary: "\(binaries)/agentd", directory: directory, emulatorPort: port, apiKey: Self.apiKey)
+            binary: "\(binaries)/agentd", directory: directory, socketDir: "\(socketRoot)/soak", emulatorPort: port,
+            apiKey: Self.apiKey)
         defer { daemon.child.stop() }
         progress("agentd pid \(daemon.child.pid)")
         let generator = LoadGenerator(threads: 2)
@@ -169,7 +174,8 @@ struct Bench {
         defer { emulator.stop() }
         let directory = try makeDaemonDirectory("hold", agents: ["bench": Self.benchAgent])
         let daemon = try DaemonUnderTest(
-            binary: "\(binaries)/agentd", directory: directory, emulatorPort: port, apiKey: Self.apiKey)
+            binary: "\(binaries)/agentd", directory: directory, socketDir: "\(socketRoot)/hold", emulatorPort: port,
+            apiKey: Self.apiKey)
         defer { daemon.child.stop() }
         progress("agentd pid \(daemon.child.pid)")
         let generator = LoadGenerator(threads: 2)
@@ -208,7 +214,8 @@ struct Bench {
     private func measureLoad(emulator: Child, port: Int, generator: LoadGenerator, into results: inout Results) throws {
         let directory = try makeDaemonDirectory("load", agents: ["bench": Self.benchAgent])
         let daemon = try DaemonUnderTest(
-            binary: "\(binaries)/agentd", directory: directory, emulatorPort: port, apiKey: Self.apiKey)
+            binary: "\(binaries)/agentd", directory: directory, socketDir: "\(socketRoot)/load", emulatorPort: port,
+            apiKey: Self.apiKey)
         defer { daemon.child.stop() }
         guard FileManager.default.fileExists(atPath: daemon.socketPath("bench")) else {
             throw BenchError("agentd did not serve the bench agent:\n\(daemon.child.log)")
@@ -271,7 +278,13 @@ struct Bench {
     }
 
     private func measureStartAndReload(port: Int, into results: inout Results) throws {
-        for count in plan.agentCounts {
+        // Every count with the sockets on tmpfs; 1,000 again on the work directory's file system
+        // when that differs, since binding a socket creates an inode there.
+        var runs = plan.agentCounts.map { ($0, socketRoot) }
+        if fileSystemName(workDirectory) != fileSystemName(socketRoot), let largest = plan.agentCounts.max() {
+            runs.append((largest, workDirectory))
+        }
+        for (count, root) in runs {
             var agents: [String: String] = [:]
             for index in 0..<count {
                 agents[String(format: "agent-%04d", index)] = """
@@ -282,20 +295,24 @@ struct Bench {
                     limits: {max_concurrent: 4, queue: 8}
                     """
             }
-            let directory = try makeDaemonDirectory("agents-\(count)", agents: agents)
+            let name = "agents-\(count)-\(root == socketRoot ? "a" : "b")"
+            let directory = try makeDaemonDirectory(name, agents: agents)
             var starts: [Double] = []
             var reloads: [Double] = []
             for _ in 0..<plan.startRounds {
                 let daemon = try DaemonUnderTest(
-                    binary: "\(binaries)/agentd", directory: directory, emulatorPort: port, apiKey: Self.apiKey)
+                    binary: "\(binaries)/agentd", directory: directory, socketDir: "\(root)/\(name)",
+                    emulatorPort: port,
+                    apiKey: Self.apiKey)
                 starts.append(daemon.readyMilliseconds)
                 for _ in 0..<plan.startRounds { reloads.append(try daemon.reload()) }
                 daemon.child.stop()
             }
-            results.startTimes.append((count, Spread(values: starts), Spread(values: reloads)))
+            let fileSystem = fileSystemName(root)
+            results.startTimes.append((count, fileSystem, Spread(values: starts), Spread(values: reloads)))
             progress(
-                "\(count) agents: READY \(Spread(values: starts).formatted(1)) ms, reload \(Spread(values: reloads).formatted(1)) ms"
-            )
+                "\(count) agents, sockets on \(fileSystem): READY \(Spread(values: starts).formatted(1)) ms, "
+                    + "reload \(Spread(values: reloads).formatted(1)) ms")
         }
     }
 
@@ -308,6 +325,21 @@ struct Bench {
         }
         return directory
     }
+}
+
+/// "tmpfs", "ext4", … for the file system holding `path`: the type of the longest mount point
+/// in /proc/mounts that contains it.
+func fileSystemName(_ path: String) -> String {
+    let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+    var best = (length: -1, type: "unknown")
+    for line in mounts.split(separator: "\n") {
+        let fields = line.split(separator: " ")
+        guard fields.count > 2 else { continue }
+        let point = String(fields[1])
+        let contains = path == point || path.hasPrefix(point == "/" ? "/" : point + "/")
+        if contains, point.count > best.length { best = (point.count, String(fields[2])) }
+    }
+    return best.type
 }
 
 /// Progress on stderr; the table goes to stdout.

@@ -119,12 +119,12 @@ struct Report {
             files (each a normal-mode agent with a system prompt and limits); SIGHUP reloads unchanged files.
             Milliseconds, median (min–max).
 
-            | agents | exec → READY=1 | SIGHUP → READY=1 |
-            |---:|---:|---:|
+            | agents | socket directory on | exec → READY=1 | SIGHUP → READY=1 |
+            |---:|---|---:|---:|
 
             """
-        for (count, start, reload) in results.startTimes {
-            text += "| \(count) | \(start.formatted(1)) | \(reload.formatted(1)) |\n"
+        for run in results.startTimes {
+            text += "| \(run.count) | \(run.fileSystem) | \(run.start.formatted(1)) | \(run.reload.formatted(1)) |\n"
         }
         return text
     }
@@ -150,17 +150,13 @@ struct Report {
             rows.append(("10,000 streams in ≤ 1 GiB", note, hold.requested >= 10_000 ? fits : nil))
         }
         rows.append(("idle RSS ≤ 30 MiB", mib(results.idleRSS), results.idleRSS <= 30 * 1_048_576))
-        if let thousand = results.startTimes.first(where: { $0.0 == 1000 }) {
+        if let thousand = results.startTimes.first(where: { $0.count == 1000 }) {
+            let start = thousand.start.median
+            let reload = thousand.reload.median
+            let place = "(sockets on \(thousand.fileSystem))"
+            rows.append(("exec → READY=1 ≤ 300 ms with 1,000 agents \(place)", "\(fixed(start, 1)) ms", start <= 300))
             rows.append(
-                (
-                    "exec → READY=1 ≤ 300 ms with 1,000 agents", "\(fixed(thousand.1.median, 1)) ms",
-                    thousand.1.median <= 300
-                ))
-            rows.append(
-                (
-                    "SIGHUP → READY=1 ≤ 300 ms with 1,000 agents", "\(fixed(thousand.2.median, 1)) ms",
-                    thousand.2.median <= 300
-                ))
+                ("SIGHUP → READY=1 ≤ 300 ms with 1,000 agents \(place)", "\(fixed(reload, 1)) ms", reload <= 300))
         }
         var text = "## Targets\n\n| target | measured | verdict |\n|---|---:|---|\n"
         for (name, value, met) in rows {

@@ -35,8 +35,13 @@ func benchMain() -> Int32 {
     }
     let workDirectory = String(cString: made)
     defer { try? FileManager.default.removeItem(atPath: workDirectory) }
+    var socketTemplate = Array("/dev/shm/agentd-bench.XXXXXX".utf8CString)
+    let socketRoot = mkdtemp(&socketTemplate).map { String(cString: $0) } ?? workDirectory
+    defer { try? FileManager.default.removeItem(atPath: socketRoot) }
     do {
-        let bench = Bench(binaries: binaries, plan: quick ? .quick : .full, quick: quick, workDirectory: workDirectory)
+        let bench = Bench(
+            binaries: binaries, plan: quick ? .quick : .full, quick: quick, workDirectory: workDirectory,
+            socketRoot: socketRoot)
         if let holdStreams {
             try bench.holdOnly(streams: holdStreams)
             return 0
