@@ -12,6 +12,9 @@ struct Machine {
     var kernel: String
     var swiftVersion: String
     var date: String
+    /// /proc/loadavg's 1, 5 and 15 minute figures when the run began: other work on the machine.
+    var loadAtStart: String
+    var loadAtEnd = ""
 
     static func current(swiftVersion: String) -> Machine {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
@@ -30,7 +33,13 @@ struct Machine {
         return Machine(
             cores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), cpuModel: model,
             memory: "\(fixed(kilobytes / 1024 / 1024, 1)) GiB", kernel: release,
-            swiftVersion: swiftVersion.isEmpty ? "unknown" : swiftVersion, date: formatter.string(from: Date()))
+            swiftVersion: swiftVersion.isEmpty ? "unknown" : swiftVersion, date: formatter.string(from: Date()),
+            loadAtStart: loadAverage())
+    }
+
+    static func loadAverage() -> String {
+        let text = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? ""
+        return text.split(separator: " ").prefix(3).joined(separator: " ")
     }
 
     var markdown: String {
@@ -43,6 +52,7 @@ struct Machine {
         | memory | \(memory) |
         | kernel | \(kernel) |
         | swift | \(swiftVersion) |
+        | load average (1, 5, 15 min) at start / end | \(loadAtStart) / \(loadAtEnd) |
         """
     }
 }
