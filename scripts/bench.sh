@@ -14,10 +14,15 @@ BIN=$($SWIFT build -c release --show-bin-path)
 # in the emulator and the generator.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-# Every process the bench starts is listed here, so an interrupted run leaves none behind.
+# Every process the bench starts is listed here, so an interrupted run leaves none behind
+# (a listed pid is signalled only while it still runs one of our binaries).
 pidfile=$(mktemp /tmp/agentd-bench-pids.XXXXXX)
 cleanup() {
-    while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$pidfile"
+    while read -r pid; do
+        if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "^$BIN/"; then
+            kill "$pid" 2>/dev/null || true
+        fi
+    done <"$pidfile"
     rm -f "$pidfile"
 }
 trap cleanup EXIT
