@@ -14,14 +14,22 @@ BIN=$($SWIFT build -c release --show-bin-path)
 # in the emulator and the generator.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-# Every process the bench starts is listed here, so an interrupted run leaves none behind
-# (a listed pid is signalled only while it still runs one of our binaries).
+# Every process and temporary directory the bench makes is listed here ("pid N", "dir PATH"),
+# so an interrupted run leaves nothing behind. A pid is signalled only while it still runs one
+# of our binaries; only the bench's own directories are removed.
 pidfile=$(mktemp /tmp/agentd-bench-pids.XXXXXX)
 cleanup() {
-    while read -r pid; do
-        if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "^$BIN/"; then
-            kill "$pid" 2>/dev/null || true
-        fi
+    while read -r kind value; do
+        case "$kind" in
+        pid)
+            if [ -r "/proc/$value/cmdline" ] && tr '\0' ' ' <"/proc/$value/cmdline" | grep -q "^$BIN/"; then
+                kill "$value" 2>/dev/null || true
+            fi
+            ;;
+        dir)
+            case "$value" in /tmp/agentd-bench.* | /dev/shm/agentd-bench.*) rm -rf -- "$value" ;; esac
+            ;;
+        esac
     done <"$pidfile"
     rm -f "$pidfile"
 }

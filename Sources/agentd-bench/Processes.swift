@@ -28,18 +28,7 @@ final class Child {
         process.standardError = log
         launchedAt = monotonicNanoseconds()
         try process.run()
-        Self.record(pid: process.processIdentifier)
-    }
-
-    /// Appends `pid` to `$BENCH_PIDFILE`, from which scripts/bench.sh stops whatever an
-    /// interrupted run left behind.
-    private static func record(pid: Int32) {
-        guard let path = ProcessInfo.processInfo.environment["BENCH_PIDFILE"],
-            let file = FileHandle(forWritingAtPath: path)
-        else { return }
-        file.seekToEndOfFile()
-        file.write(Data("\(pid)\n".utf8))
-        file.closeFile()
+        recordForCleanup("pid \(process.processIdentifier)")
     }
 
     var pid: Int32 { process.processIdentifier }
@@ -79,6 +68,17 @@ final class Child {
 
     /// User + system CPU seconds so far (/proc/PID/stat).
     var cpuSeconds: Double { ProcessFigures.cpuSeconds(pid: pid) }
+}
+
+/// Appends `entry` ("pid N" or "dir PATH") to `$BENCH_PIDFILE`, from which scripts/bench.sh
+/// stops the processes and removes the directories an interrupted run left behind.
+func recordForCleanup(_ entry: String) {
+    guard let path = ProcessInfo.processInfo.environment["BENCH_PIDFILE"],
+        let file = FileHandle(forWritingAtPath: path)
+    else { return }
+    file.seekToEndOfFile()
+    file.write(Data("\(entry)\n".utf8))
+    file.closeFile()
 }
 
 /// Figures read from /proc.

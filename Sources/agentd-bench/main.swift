@@ -34,9 +34,11 @@ func benchMain() -> Int32 {
         return 1
     }
     let workDirectory = String(cString: made)
+    recordForCleanup("dir \(workDirectory)")
     defer { try? FileManager.default.removeItem(atPath: workDirectory) }
     var socketTemplate = Array("/dev/shm/agentd-bench.XXXXXX".utf8CString)
     let socketRoot = mkdtemp(&socketTemplate).map { String(cString: $0) } ?? workDirectory
+    recordForCleanup("dir \(socketRoot)")
     defer { try? FileManager.default.removeItem(atPath: socketRoot) }
     do {
         let bench = Bench(
