@@ -13,6 +13,7 @@ func benchMain() -> Int32 {
     var output: String?
     var soakSeconds: Double?
     var holdStreams: Int?
+    var words: Int?
     var quick = ProcessInfo.processInfo.environment["BENCH_QUICK"].map { !$0.isEmpty && $0 != "0" } ?? false
     while let argument = arguments.popFirst() {
         switch argument {
@@ -21,9 +22,12 @@ func benchMain() -> Int32 {
         case "--quick": quick = true
         case "--soak": soakSeconds = arguments.popFirst().flatMap { Double($0) }
         case "--hold": holdStreams = arguments.popFirst().flatMap { Int($0) }
+        case "--words": words = arguments.popFirst().flatMap { Int($0) }
         default:
             FileHandle.standardError.write(
-                Data("usage: agentd-bench [--bin DIR] [--quick] [--out FILE] [--soak SECONDS | --hold STREAMS]\n".utf8))
+                Data(
+                    "usage: agentd-bench [--bin DIR] [--quick] [--out FILE] [--soak SECONDS [--words N] | --hold STREAMS]\n"
+                        .utf8))
             return 64
         }
     }
@@ -41,8 +45,10 @@ func benchMain() -> Int32 {
     recordForCleanup("dir \(socketRoot)")
     defer { try? FileManager.default.removeItem(atPath: socketRoot) }
     do {
+        var plan = quick ? Plan.quick : Plan.full
+        if let words { plan.words = words }
         let bench = Bench(
-            binaries: binaries, plan: quick ? .quick : .full, quick: quick, workDirectory: workDirectory,
+            binaries: binaries, plan: plan, quick: quick, workDirectory: workDirectory,
             socketRoot: socketRoot)
         if let holdStreams {
             try bench.holdOnly(streams: holdStreams)
