@@ -117,5 +117,10 @@ uninstall:
 check-ops: test-deps
 	@scripts/ops-check.sh
 
+# Release build, then the emulator, agentd and a load generator on loopback; writes BENCHMARKS.md.
+# BENCH_QUICK=1 for a one-minute run.
+bench: deps
+	@./scripts/bench.sh
+
 clean:
 	rm -rf .build run

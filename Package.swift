@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "agentd", targets: ["agentd"]),
         .executable(name: "agentctl", targets: ["agentctl"]),
         .executable(name: "mistral-emulator", targets: ["mistral-emulator"]),
+        .executable(name: "agentd-bench", targets: ["agentd-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -74,6 +75,16 @@ let package = Package(
             dependencies: [
                 "MistralEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "agentd-bench",
+            dependencies: [
+                "JSON", "AgentProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
 

@@ -1,0 +1,89 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The machine the figures were measured on.
+struct Machine {
+    var cores: Int
+    var cpuModel: String
+    var memory: String
+    var kernel: String
+    var swiftVersion: String
+    var date: String
+    /// /proc/loadavg's 1, 5 and 15 minute figures when the run began: other work on the machine.
+    var loadAtStart: String
+    var loadAtEnd = ""
+
+    static func current(swiftVersion: String) -> Machine {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let model =
+            cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
+            .flatMap { $0.split(separator: ":", maxSplits: 1).last }
+            .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        let kilobytes =
+            meminfo.split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
+            .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Double($0) } ?? .nan
+        var name = utsname()
+        uname(&name)
+        let release = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let formatter = ISO8601DateFormatter()
+        return Machine(
+            cores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), cpuModel: model,
+            memory: "\(fixed(kilobytes / 1024 / 1024, 1)) GiB", kernel: release,
+            swiftVersion: swiftVersion.isEmpty ? "unknown" : swiftVersion, date: formatter.string(from: Date()),
+            loadAtStart: loadAverage())
+    }
+
+    static func loadAverage() -> String {
+        let text = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? ""
+        return text.split(separator: " ").prefix(3).joined(separator: " ")
+    }
+
+    var markdown: String {
+        """
+        | | |
+        |---|---|
+        | date | \(date) |
+        | cores (nproc) | \(cores) |
+        | CPU | \(cpuModel) |
+        | memory | \(memory) |
+        | kernel | \(kernel) |
+        | swift | \(swiftVersion) |
+        | load average (1, 5, 15 min) at start / end | \(loadAtStart) / \(loadAtEnd) |
+        """
+    }
+}
+
+/// `GET /_emulator/stats` over a plain blocking socket: the emulator's own count of open streams.
+func emulatorStats(port: Int) -> String {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    guard connected == 0 else { return "unreachable" }
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let request = Array("GET /_emulator/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = recv(descriptor, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        response += buffer[0..<count]
+        if let text = String(validating: response, as: UTF8.self), text.contains("}") { break }
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard let open = text.firstIndex(of: "{"), let close = text.lastIndex(of: "}") else { return "no answer" }
+    return String(text[open...close])
+}
