@@ -81,7 +81,6 @@ let package = Package(
         .executableTarget(
             name: "agentd-bench",
             dependencies: [
-                "JSON", "AgentProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -90,7 +89,8 @@ let package = Package(
 
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM"]),
+        // Fixtures are read in place through #filePath.
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM"], exclude: ["Fixtures"]),
         .testTarget(
             name: "CurlTests",
             dependencies: [
