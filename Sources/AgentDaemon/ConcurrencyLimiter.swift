@@ -26,9 +26,9 @@ final class ConcurrencyLimiter: Sendable {
     var running: Int { state.withLock { $0.running } }
     var waiting: Int { state.withLock { $0.waiters.count } }
 
-    /// Waits for a slot. Throws `overloaded` when the queue is full, or CancellationError when
-    /// the task is cancelled while waiting.
-    func acquire(agent: String) async throws {
+    /// Waits for a slot. Throws `overloaded` when the queue is full, `timeout` when `deadline`
+    /// passes in the queue, or CancellationError when the task is cancelled while waiting.
+    func acquire(agent: String, deadline: ContinuousClock.Instant) async throws {
         let ticket: UInt64? = try state.withLock { state throws(ErrorInfo) in
             if state.running < state.capacity {
                 state.running += 1
@@ -44,6 +44,16 @@ final class ConcurrencyLimiter: Sendable {
             return state.nextTicket
         }
         guard let ticket else { return }
+        // Only queued requests pay for a timer.
+        let timer = Task {
+            try await Task.sleep(until: deadline, clock: .continuous)
+            let waiter = removeWaiter(ticket)
+            waiter?.continuation.resume(
+                throwing: ErrorInfo(
+                    code: .timeout, message: "request timed out waiting for agent \(agent) (max_concurrent)",
+                    retryable: true))
+        }
+        defer { timer.cancel() }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let cancelledAlready = state.withLock { state in
@@ -54,11 +64,15 @@ final class ConcurrencyLimiter: Sendable {
                 if cancelledAlready { continuation.resume(throwing: CancellationError()) }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> Waiter? in
-                guard let index = state.waiters.firstIndex(where: { $0.ticket == ticket }) else { return nil }
-                return state.waiters.remove(at: index)
-            }
+            let waiter = removeWaiter(ticket)
             waiter?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    private func removeWaiter(_ ticket: UInt64) -> Waiter? {
+        state.withLock { state in
+            guard let index = state.waiters.firstIndex(where: { $0.ticket == ticket }) else { return nil }
+            return state.waiters.remove(at: index)
         }
     }
 

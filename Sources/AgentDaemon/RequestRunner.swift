@@ -48,8 +48,7 @@ struct RequestRunner: Sendable {
 
         let outcome: ErrorInfo?
         do {
-            let completion = try await execute(
-                request, definition: definition, agent: agent, handle: handle, sink: sink)
+            let completion = try await execute(request, definition: definition, agent: agent, sink: sink)
             agent.count {
                 $0.promptTokens += completion.usage.promptTokens
                 $0.completionTokens += completion.usage.completionTokens
@@ -80,8 +79,7 @@ struct RequestRunner: Sendable {
     }
 
     private func execute(
-        _ request: ChatRequest, definition: AgentDefinition, agent: AgentRuntime, handle: RequestHandle,
-        sink: some EventSink
+        _ request: ChatRequest, definition: AgentDefinition, agent: AgentRuntime, sink: some EventSink
     ) async throws -> Completion {
         let options: GenerationOptions
         do {
@@ -89,37 +87,38 @@ struct RequestRunner: Sendable {
         } catch {
             throw ErrorInfo(code: .badRequest, message: "\(error)")
         }
+        // The whole-request timeout has two parts: the queue wait, bounded here, and the upstream
+        // call, bounded by the LLM layer with what is left. No timer runs for requests that
+        // find a free slot, which is nearly all of them.
         let deadline = ContinuousClock.now + definition.limits.timeouts.total
-        return try await withDeadline(deadline, handle: handle, timeout: definition.limits.timeouts.total) {
-            try await agent.limiter.acquire(agent: definition.name)
-            defer { agent.limiter.release() }
-            var llmRequest = definition.llmRequest(messages: request.messages, overrides: options)
-            llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
-            if request.stream {
-                try await send(
-                    Event.start(
-                        id: request.id, agent: definition.name, mode: definition.mode.rawValue,
-                        modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID),
-                    to: sink)
-            }
-            for try await event in client.stream(llmRequest) {
-                switch event {
-                case .text(let text):
-                    if request.stream { try await send(Event.delta(id: request.id, text: text), to: sink) }
-                case .toolCall(let call):
-                    if request.stream { try await send(Event.toolCall(id: request.id, call: call.eventJSON), to: sink) }
-                case .done(let completion):
-                    try await send(
-                        Event.done(
-                            id: request.id, text: completion.text, toolCalls: completion.toolCalls.map(\.eventJSON),
-                            finishReason: completion.finishReason, usage: completion.usage.json, model: completion.model
-                        ),
-                        to: sink)
-                    return completion
-                }
-            }
-            throw ErrorInfo(code: .upstreamProtocol, message: "the upstream stream ended without a final event")
+        try await agent.limiter.acquire(agent: definition.name, deadline: deadline)
+        defer { agent.limiter.release() }
+        var llmRequest = definition.llmRequest(messages: request.messages, overrides: options)
+        llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
+        if request.stream {
+            try await send(
+                Event.start(
+                    id: request.id, agent: definition.name, mode: definition.mode.rawValue,
+                    modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID),
+                to: sink)
         }
+        for try await event in client.stream(llmRequest) {
+            switch event {
+            case .text(let text):
+                if request.stream { try await send(Event.delta(id: request.id, text: text), to: sink) }
+            case .toolCall(let call):
+                if request.stream { try await send(Event.toolCall(id: request.id, call: call.eventJSON), to: sink) }
+            case .done(let completion):
+                try await send(
+                    Event.done(
+                        id: request.id, text: completion.text, toolCalls: completion.toolCalls.map(\.eventJSON),
+                        finishReason: completion.finishReason, usage: completion.usage.json, model: completion.model),
+                    to: sink)
+                return completion
+            }
+        }
+        // The stream ends without `done` only when the request was cancelled.
+        throw CancellationError()
     }
 
     private func send(_ event: JSONValue, to sink: some EventSink) async throws {
@@ -127,33 +126,6 @@ struct RequestRunner: Sendable {
             try await sink.send(event)
         } catch {
             throw SinkClosed()
-        }
-    }
-
-    /// Runs `body`, ending it with `timeout` at `deadline`.
-    private func withDeadline<Result: Sendable>(
-        _ deadline: ContinuousClock.Instant, handle: RequestHandle, timeout: Duration,
-        _ body: @escaping @Sendable () async throws -> Result
-    ) async throws -> Result {
-        try await withThrowingTaskGroup(of: Result?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try? await Task.sleep(until: deadline, clock: .continuous)
-                if !Task.isCancelled {
-                    handle.cancel(
-                        ErrorInfo(
-                            code: .timeout, message: "request exceeded its timeout of \(timeout.humanReadable)",
-                            retryable: true))
-                }
-                return nil
-            }
-            defer { group.cancelAll() }
-            while let result = try await group.next() {
-                if let result { return result }
-                // The deadline passed: cancel the body and surface the reason.
-                group.cancelAll()
-            }
-            throw CancellationError()
         }
     }
 
@@ -173,13 +145,6 @@ extension Duration {
     var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-
-    var humanReadable: String {
-        let ms = milliseconds
-        if ms % 60_000 == 0 { return "\(ms / 60_000)m" }
-        if ms % 1000 == 0 { return "\(ms / 1000)s" }
-        return "\(ms)ms"
     }
 }
 

@@ -7,10 +7,10 @@ import Testing
 @Suite struct ConcurrencyLimiterTests {
     @Test func admitsUpToCapacityQueuesThenRefuses() async throws {
         let limiter = ConcurrencyLimiter(capacity: 1, queueLimit: 1)
-        try await limiter.acquire(agent: "a")
-        let waiter = Task { try await limiter.acquire(agent: "a") }
+        try await limiter.acquire(agent: "a", deadline: .now + .seconds(60))
+        let waiter = Task { try await limiter.acquire(agent: "a", deadline: .now + .seconds(60)) }
         while limiter.waiting == 0 { await Task.yield() }
-        await #expect(throws: ErrorInfo.self) { try await limiter.acquire(agent: "a") }
+        await #expect(throws: ErrorInfo.self) { try await limiter.acquire(agent: "a", deadline: .now + .seconds(60)) }
         limiter.release()
         try await waiter.value
         #expect(limiter.running == 1)
@@ -20,8 +20,8 @@ import Testing
 
     @Test func cancellingAWaiterFreesItsPlaceInTheQueue() async throws {
         let limiter = ConcurrencyLimiter(capacity: 1, queueLimit: 1)
-        try await limiter.acquire(agent: "a")
-        let waiter = Task { try await limiter.acquire(agent: "a") }
+        try await limiter.acquire(agent: "a", deadline: .now + .seconds(60))
+        let waiter = Task { try await limiter.acquire(agent: "a", deadline: .now + .seconds(60)) }
         while limiter.waiting == 0 { await Task.yield() }
         waiter.cancel()
         await #expect(throws: CancellationError.self) { try await waiter.value }
@@ -29,10 +29,23 @@ import Testing
         #expect(limiter.running == 1)
     }
 
+    @Test func aQueuedRequestTimesOutAtItsDeadline() async throws {
+        let limiter = ConcurrencyLimiter(capacity: 1, queueLimit: 1)
+        try await limiter.acquire(agent: "a", deadline: .now + .seconds(60))
+        await #expect(
+            throws: ErrorInfo(
+                code: .timeout, message: "request timed out waiting for agent a (max_concurrent)", retryable: true)
+        ) {
+            try await limiter.acquire(agent: "a", deadline: .now + .milliseconds(50))
+        }
+        #expect(limiter.waiting == 0)
+        #expect(limiter.running == 1)
+    }
+
     @Test func growingCapacityAdmitsWaiters() async throws {
         let limiter = ConcurrencyLimiter(capacity: 1, queueLimit: 5)
-        try await limiter.acquire(agent: "a")
-        let waiters = (0..<2).map { _ in Task { try await limiter.acquire(agent: "a") } }
+        try await limiter.acquire(agent: "a", deadline: .now + .seconds(60))
+        let waiters = (0..<2).map { _ in Task { try await limiter.acquire(agent: "a", deadline: .now + .seconds(60)) } }
         while limiter.waiting < 2 { await Task.yield() }
         limiter.resize(capacity: 3, queueLimit: 5)
         for waiter in waiters { try await waiter.value }
