@@ -88,19 +88,19 @@ final class AgentRegistry: Sendable {
         let loadedNames = Set(directory.agents.map(\.name))
         let failedNames = Set(directory.failures.keys.compactMap(Self.agentName(ofFile:)))
 
-        for definition in directory.agents {
-            let binding = socketBinding(for: definition)
-            guard let entry = current[definition.name] else {
-                do {
-                    let runtime = AgentRuntime(definition: definition)
-                    let listener = try await bindAgent(runtime, binding)
-                    entries.withLock { $0[definition.name] = Entry(runtime: runtime, listener: listener) }
-                    report.added.append(definition.name)
-                } catch {
-                    report.errors.append(Diagnostic(file: definition.file, line: 1, column: 1, message: "\(error)"))
-                }
-                continue
+        for (definition, outcome) in await bindNewAgents(directory.agents.filter { current[$0.name] == nil }) {
+            switch outcome {
+            case .success(let entry):
+                entries.withLock { $0[definition.name] = entry }
+                report.added.append(definition.name)
+            case .failure(let error):
+                report.errors.append(Diagnostic(file: definition.file, line: 1, column: 1, message: "\(error)"))
             }
+        }
+
+        for definition in directory.agents {
+            guard let entry = current[definition.name] else { continue }
+            let binding = socketBinding(for: definition)
             if entry.runtime.definition == definition {
                 entry.runtime.replace(with: definition)  // clears a `stale` mark left by an earlier failure
                 report.unchanged.append(definition.name)
@@ -138,6 +138,31 @@ final class AgentRegistry: Sendable {
         report.removed.sort()
         report.unchanged.sort()
         return report
+    }
+
+    /// Binds the sockets of new agents a few at a time: each bind waits on an event loop, and
+    /// one after the other they dominate the start with a thousand agents.
+    private func bindNewAgents(
+        _ definitions: [AgentDefinition]
+    ) async -> [(AgentDefinition, Result<Entry, any Error>)] {
+        let parallelBinds = 16
+        return await withTaskGroup(of: (AgentDefinition, Result<Entry, any Error>).self) { group in
+            var results: [(AgentDefinition, Result<Entry, any Error>)] = []
+            for (index, definition) in definitions.enumerated() {
+                if index >= parallelBinds, let result = await group.next() { results.append(result) }
+                group.addTask {
+                    let runtime = AgentRuntime(definition: definition)
+                    do {
+                        let listener = try await self.bindAgent(runtime, self.socketBinding(for: definition))
+                        return (definition, .success(Entry(runtime: runtime, listener: listener)))
+                    } catch {
+                        return (definition, .failure(error))
+                    }
+                }
+            }
+            for await result in group { results.append(result) }
+            return results
+        }
     }
 
     /// Stops every listener (shutdown); open connections carry on until closed.
