@@ -146,6 +146,9 @@ final class Transfer: @unchecked Sendable {
         try setLong(CURLOPT_HTTP_VERSION, agentd_curl_http_version_2tls)
         try setLong(CURLOPT_CONNECTTIMEOUT_MS, Int(clamping: request.connectTimeout.nanoseconds / 1_000_000))
         try setLong(CURLOPT_TCP_KEEPALIVE, 1)
+        // SSE events are a few hundred bytes; curl's default 16 KiB receive buffer per transfer
+        // was a third of agentd's memory per held stream (agentd-bench --hold).
+        try setLong(CURLOPT_BUFFERSIZE, 4096)
         // Wait for a connection being set up to say whether it multiplexes (HTTP/2) rather than
         // opening one connection per concurrent transfer.
         try setLong(CURLOPT_PIPEWAIT, 1)
