@@ -13,7 +13,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BIN = .build/$(CONFIGURATION)
 
-.PHONY: all deps test-deps build run test lint bench stress check-sanitizers install uninstall clean
+.PHONY: all deps test-deps build run test lint bench stress fuzz check-sanitizers install uninstall clean
 
 all: build
 
@@ -43,6 +43,21 @@ lint:
 		if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
 		echo "mandoc lint: clean"; \
 	fi
+
+# Reload under load at full size: 1,000 streams through 100 reloads (`make test` runs 100/10).
+stress: test-deps
+	AGENTD_STRESS=1 $(SWIFT) test --filter ReliabilityStressTests
+
+# Each libFuzzer target for FUZZ_SECONDS over its seed corpus (Fuzz/corpus); see Fuzz/run.sh.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	./Fuzz/run.sh all $(FUZZ_SECONDS)
+
+# The whole test suite under AddressSanitizer (with leak detection), then ThreadSanitizer;
+# separate scratch paths keep the normal build intact.
+check-sanitizers: test-deps
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/lsan.supp $(SWIFT) test --sanitize=address --scratch-path .build-asan
+	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
 clean:
 	rm -rf .build run

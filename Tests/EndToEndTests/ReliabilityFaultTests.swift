@@ -46,7 +46,9 @@ import Testing
         onThreads(8) { connection in
             guard let client = try? harness.connect("quick") else { return }
             for request in 0..<10 {
-                client.send(["id": .int(Int64(request)), "input": .string("storm \(connection) \(request) [fault:429:retry=0]")])
+                client.send([
+                    "id": .int(Int64(request)), "input": .string("storm \(connection) \(request) [fault:429:retry=0]"),
+                ])
             }
             let tally = client.tally(count: 10)
             tallies.withLock { $0.append(tally) }
@@ -206,10 +208,11 @@ import Testing
         }
         held.removeLast(2)
         // The daemon notices the closes asynchronously.
-        #expect(eventually {
-            guard let client = try? harness.connect("a") else { return false }
-            return client.request(["id": "back", "input": "x"]).last?["type"] == "done"
-        })
+        #expect(
+            eventually {
+                guard let client = try? harness.connect("a") else { return false }
+                return client.request(["id": "back", "input": "x"]).last?["type"] == "done"
+            })
         #expect(held[0].request(["id": "old", "input": "x"]).last?["type"] == "done")
         #expect(harness.stop() == 0)
     }

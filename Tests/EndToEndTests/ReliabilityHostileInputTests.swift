@@ -12,7 +12,8 @@ import Testing
     init() throws {
         harness = try DaemonHarness(agents: [
             "chat.yaml": Agents.chat,
-            "small.yaml": Agents.chat.replacingOccurrences(of: "idle_timeout: 2s", with: "idle_timeout: 2s\n  max_request_bytes: 1024"),
+            "small.yaml": Agents.chat.replacingOccurrences(
+                of: "idle_timeout: 2s", with: "idle_timeout: 2s\n  max_request_bytes: 1024"),
         ])
         try harness.start()
     }
@@ -120,7 +121,9 @@ import Testing
         let client = try harness.connect("small")
         var burst: [UInt8] = []
         for index in 0..<20 {
-            burst += Array(#"{"id":\#(index),"input":""#.utf8) + Array(repeating: UInt8(ascii: "y"), count: 4000 + index * 997)
+            burst +=
+                Array(#"{"id":\#(index),"input":""#.utf8)
+                + Array(repeating: UInt8(ascii: "y"), count: 4000 + index * 997)
             burst += Array("\"}\n".utf8)
         }
         client.send(raw: burst)
@@ -179,7 +182,8 @@ import Testing
     }
 
     func errorMessage(for file: String, in report: JSONValue) -> String? {
-        report["errors"]?.arrayValue?.first { $0["file"]?.stringValue?.hasSuffix("/\(file)") == true }?["message"]?.stringValue
+        report["errors"]?.arrayValue?.first { $0["file"]?.stringValue?.hasSuffix("/\(file)") == true }?["message"]?
+            .stringValue
     }
 
     func expectKeepServes(sourceLocation: SourceLocation = #_sourceLocation) throws {
@@ -204,7 +208,8 @@ import Testing
 
     @Test func hugeFilesFifosDirectoriesAndDevicesAreErrorsNotHangs() throws {
         let agents = harness.agentsDir
-        harness.directory.write("agents.d/huge.yaml", "model: mistral-small-latest\n# " + String(repeating: "x", count: 3 << 20) + "\n")
+        harness.directory.write(
+            "agents.d/huge.yaml", "model: mistral-small-latest\n# " + String(repeating: "x", count: 3 << 20) + "\n")
         #expect(mkfifo("\(agents)/fifo.yaml", 0o644) == 0)
         #expect(mkdir("\(agents)/dir.yaml", 0o755) == 0)
         #expect(symlink("/dev/zero", "\(agents)/zero.yaml") == 0)
@@ -226,7 +231,8 @@ import Testing
         harness.directory.write("shared/linked.yaml", Agents.chat)
         #expect(symlink("../shared/linked.yaml", "\(harness.agentsDir)/linked.yaml") == 0)
         #expect(try reloadReport()["added"] == ["linked"])
-        #expect(try harness.connect("linked").request(["id": 1, "input": "via link"]).last?["text"] == "Echo: via link")
+        #expect(
+            try harness.connect("linked").request(["id": 1, "input": "via link"]).last?["text"] == "Echo: via link")
     }
 
     @Test func unreadableFilesAreReportedWhenNotRoot() throws {

@@ -54,7 +54,8 @@ import Testing
         for round in 0..<100 {
             if round % 10 == 0 {
                 harness.directory.write(
-                    "agents.d/a.yaml", Agents.chat.replacingOccurrences(of: "temperature: 0.2", with: "temperature: 0.\(round / 10)"))
+                    "agents.d/a.yaml",
+                    Agents.chat.replacingOccurrences(of: "temperature: 0.2", with: "temperature: 0.\(round / 10)"))
             }
             harness.daemon?.signal(SIGHUP)
             usleep(10_000)

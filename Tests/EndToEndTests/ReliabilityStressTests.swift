@@ -55,9 +55,14 @@ import Testing
             let thread = Thread {
                 var tally = TerminalTally()
                 for request in 0..<scale.requestsPerConnection {
-                    client.send(["id": .int(Int64(request)), "input": .string("c\(index) r\(request) [words:\(words)] [fault:slow]")])
+                    client.send([
+                        "id": .int(Int64(request)),
+                        "input": .string("c\(index) r\(request) [words:\(words)] [fault:slow]"),
+                    ])
                     let until = monotonicNow() + Double(pacing) / 1000
-                    while monotonicNow() < until, let event = client.next(within: max(0.01, (until - monotonicNow()) / 1000)) {
+                    while monotonicNow() < until,
+                        let event = client.next(within: max(0.01, (until - monotonicNow()) / 1000))
+                    {
                         tally.record(event)
                     }
                 }
@@ -73,7 +78,8 @@ import Testing
             harness.directory.write("agents.d/\(stable[round % stable.count]).yaml", Self.agent(temperature: round))
             harness.directory.write("agents.d/new\(round).yaml", Self.agent(temperature: round))
             if round > 0, round % max(1, scale.reloads / doomed.count) == 0 {
-                harness.directory.remove("agents.d/\(doomed[(round / max(1, scale.reloads / doomed.count) - 1) % doomed.count]).yaml")
+                harness.directory.remove(
+                    "agents.d/\(doomed[(round / max(1, scale.reloads / doomed.count) - 1) % doomed.count]).yaml")
             }
             if round >= 2 { harness.directory.remove("agents.d/new\(round - 2).yaml") }
             _ = try harness.reload()
@@ -94,7 +100,9 @@ import Testing
         #expect(outcomes.values.reduce(0, +) == total)
         #expect(Set(outcomes.keys).isSubset(of: ["done", "unknown_agent"]), "\(outcomes)")
         #expect(outcomes["unknown_agent", default: 0] > 0, "no request reached a removed agent: \(outcomes)")
-        print("stress: \(total) streams through \(scale.reloads) reloads, at most \(peakStreams) upstream at once: \(outcomes)")
+        print(
+            "stress: \(total) streams through \(scale.reloads) reloads, at most \(peakStreams) upstream at once: \(outcomes)"
+        )
 
         let list = try harness.control(["id": 1, "command": "list"])["agents"]?.arrayValue ?? []
         #expect(list.allSatisfy { $0["state"] == "ok" })

@@ -17,7 +17,9 @@ struct TerminalTally {
     var outcomes: [String: Int] {
         var counts: [String: Int] = [:]
         for events in terminals.values {
-            for event in events { counts[event["error"]?["code"]?.stringValue ?? event["type"]?.stringValue ?? "?", default: 0] += 1 }
+            for event in events {
+                counts[event["error"]?["code"]?.stringValue ?? event["type"]?.stringValue ?? "?", default: 0] += 1
+            }
         }
         return counts
     }
@@ -28,7 +30,9 @@ struct TerminalTally {
             return
         }
         if terminals[id] != nil { afterTerminal += 1 }
-        if ["done", "error", "result"].contains(event["type"]?.stringValue ?? "") { terminals[id, default: []].append(event) }
+        if ["done", "error", "result"].contains(event["type"]?.stringValue ?? "") {
+            terminals[id, default: []].append(event)
+        }
     }
 }
 
