@@ -53,11 +53,12 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	./Fuzz/run.sh all $(FUZZ_SECONDS)
 
-# The whole test suite under AddressSanitizer (with leak detection), then ThreadSanitizer;
-# separate scratch paths keep the normal build intact.
+# The whole test suite under AddressSanitizer (with leak detection), then ThreadSanitizer
+# (agentd and the emulator run instrumented too, and inherit the options); separate scratch
+# paths keep the normal build intact. Fuzz/*.supp say what is suppressed and why.
 check-sanitizers: test-deps
 	LSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/lsan.supp $(SWIFT) test --sanitize=address --scratch-path .build-asan
-	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/tsan.supp $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
 clean:
 	rm -rf .build run
