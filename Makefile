@@ -34,7 +34,7 @@ FISHCOMPDIR = $(PREFIX)/share/fish/vendor_completions.d
 MAN_PAGES   = man1/agentctl.1 man5/agentd.agents.5 man5/agentd.yaml.5 man8/agentd.8
 EXAMPLE_AGENTS = $(notdir $(wildcard agents.d/*.yaml))
 
-.PHONY: all deps test-deps build run test lint bench stress check-sanitizers install uninstall check-ops clean
+.PHONY: all deps test-deps build run test lint bench stress fuzz check-sanitizers install uninstall check-ops clean
 
 all: build
 
@@ -121,6 +121,22 @@ check-ops: test-deps
 # BENCH_QUICK=1 for a one-minute run.
 bench: deps
 	@./scripts/bench.sh
+
+# Reload under load at full size: 1,000 streams through 100 reloads (`make test` runs 100/10).
+stress: test-deps
+	AGENTD_STRESS=1 $(SWIFT) test --filter ReliabilityStressTests
+
+# Each libFuzzer target for FUZZ_SECONDS over its seed corpus (Fuzz/corpus); see Fuzz/run.sh.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	./Fuzz/run.sh all $(FUZZ_SECONDS)
+
+# The whole test suite under AddressSanitizer (with leak detection), then ThreadSanitizer
+# (agentd and the emulator run instrumented too, and inherit the options); separate scratch
+# paths keep the normal build intact. Fuzz/*.supp say what is suppressed and why.
+check-sanitizers: test-deps
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/lsan.supp $(SWIFT) test --sanitize=address --scratch-path .build-asan
+	TSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/tsan.supp $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
 clean:
 	rm -rf .build run

@@ -151,7 +151,7 @@ final class Transfer: @unchecked Sendable {
         try setLong(CURLOPT_BUFFERSIZE, 4096)
         // Wait for a connection being set up to say whether it multiplexes (HTTP/2) rather than
         // opening one connection per concurrent transfer.
-        try setLong(CURLOPT_PIPEWAIT, 1)
+        if request.url.hasPrefix("https:") { try setLong(CURLOPT_PIPEWAIT, 1) }
         // Via a proxy, the CONNECT response would otherwise reach the header callback first.
         try setLong(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1)
         try check(agentd_easy_setopt_string(easy, CURLOPT_URL, request.url), errorBuffer)

@@ -1,0 +1,24 @@
+// Fuzz target: one agent-socket or control-socket request line through the JSON parser and
+// the daemon's WireDecoder, as Connection does for every line it frames.
+// Compiled into one module with Sources/AgentDaemon/WireRequest.swift (see Fuzz/run.sh), so
+// the internal decoder is reachable without changing its access level.
+import AgentProtocol
+import JSON
+
+private let agentSocket = WireDecoder(makeID: { .string("fuzz") }, acceptsCommands: false)
+private let controlSocket = WireDecoder(makeID: { .string("fuzz") }, acceptsCommands: true)
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzWireLine(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    let bytes = UnsafeBufferPointer(start: data, count: size)
+    _ = agentSocket.decode(bytes)
+    _ = controlSocket.decode(bytes)
+    // Whatever parses must survive a round trip through the writer unchanged.
+    if let value = try? JSONParser.parse(bytes: bytes) {
+        let text = value.jsonText
+        guard let again = try? JSONParser.parse(text), again == value else {
+            fatalError("JSON round trip changed the value: \(text)")
+        }
+    }
+    return 0
+}
