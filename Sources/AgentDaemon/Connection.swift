@@ -180,8 +180,22 @@ struct ConnectionHandler: Sendable {
                     )))
             return nil
         }
+        // The limiter place is taken here, in line order, so pipelined requests are admitted
+        // in the order they arrived.
+        let reservation: ConcurrencyLimiter.Reservation
+        do {
+            reservation = try agent.limiter.reserve(agent: agent.name)
+        } catch {
+            agent.count {
+                $0.requests += 1
+                $0.errors += 1
+            }
+            try await sink.send(Event.error(id: request.id, error))
+            return nil
+        }
         let handle = RequestHandle()
         guard state.register(request.id, handle) else {
+            reservation.finish()
             try await sink.send(
                 Event.error(
                     id: request.id,
@@ -194,7 +208,8 @@ struct ConnectionHandler: Sendable {
         let tracker = tracker
         return {
             let task = Task {
-                await runner.run(request, on: agent, handle: handle, peer: peer?.runnerPeer, sink: sink)
+                await runner.run(
+                    request, on: agent, reservation: reservation, handle: handle, peer: peer?.runnerPeer, sink: sink)
             }
             handle.attach(task)
             tracker.started(handle)

@@ -23,9 +23,10 @@ struct RequestRunner: Sendable {
         var gid: UInt32
     }
 
-    func run(_ request: ChatRequest, on agent: AgentRuntime, handle: RequestHandle, peer: Peer?, sink: some EventSink)
-        async
-    {
+    func run(
+        _ request: ChatRequest, on agent: AgentRuntime, reservation: ConcurrencyLimiter.Reservation,
+        handle: RequestHandle, peer: Peer?, sink: some EventSink
+    ) async {
         let definition = agent.definition
         let started = ContinuousClock.now
         var logger = logger
@@ -44,11 +45,15 @@ struct RequestRunner: Sendable {
             $0.requests += 1
             $0.inFlight += 1
         }
-        defer { agent.count { $0.inFlight -= 1 } }
+        defer {
+            reservation.finish()
+            agent.count { $0.inFlight -= 1 }
+        }
 
         let outcome: ErrorInfo?
         do {
-            let completion = try await execute(request, definition: definition, agent: agent, sink: sink)
+            let completion = try await execute(
+                request, definition: definition, reservation: reservation, sink: sink)
             agent.count {
                 $0.promptTokens += completion.usage.promptTokens
                 $0.completionTokens += completion.usage.completionTokens
@@ -79,7 +84,8 @@ struct RequestRunner: Sendable {
     }
 
     private func execute(
-        _ request: ChatRequest, definition: AgentDefinition, agent: AgentRuntime, sink: some EventSink
+        _ request: ChatRequest, definition: AgentDefinition, reservation: ConcurrencyLimiter.Reservation,
+        sink: some EventSink
     ) async throws -> Completion {
         let options: GenerationOptions
         do {
@@ -91,8 +97,7 @@ struct RequestRunner: Sendable {
         // call, bounded by the LLM layer with what is left. No timer runs for requests that
         // find a free slot, which is nearly all of them.
         let deadline = ContinuousClock.now + definition.limits.timeouts.total
-        try await agent.limiter.acquire(agent: definition.name, deadline: deadline)
-        defer { agent.limiter.release() }
+        try await reservation.waitForSlot(agent: definition.name, deadline: deadline)
         var llmRequest = definition.llmRequest(messages: request.messages, overrides: options)
         llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
         if request.stream {
