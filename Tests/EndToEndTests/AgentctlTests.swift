@@ -277,17 +277,7 @@ extension AgentctlTests {
             // A socket file left behind by a daemon that is gone: ECONNREFUSED.
             let directory = TemporaryDirectory()
             let path = "\(directory.path)/control.sock"
-            let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
-            close(descriptor)
-            try #require(bound == 0)
+            try #require(makeStaleSocket(at: path))
             let run = try runAgentctl(["list", "--socket-dir", directory.path])
             #expect(run.status == 69, "\(run)")
             #expect(run.stderr.contains("\(path): Connection refused"))

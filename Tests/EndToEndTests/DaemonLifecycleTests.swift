@@ -132,20 +132,7 @@ import Testing
         // A socket file nobody listens on, as a crash leaves behind.
         try FileManager.default.createDirectory(
             atPath: "\(harness.socketDir)/agents", withIntermediateDirectories: true)
-        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            let bytes = Array(harness.socketPath("a").utf8)
-            buffer.copyBytes(from: bytes)
-            buffer[bytes.count] = 0
-        }
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        close(stale)
+        try #require(makeStaleSocket(at: harness.socketPath("a")))
         try harness.start()
         #expect(try harness.connect("a").request(["id": 1, "input": "x"]).last?["type"] == "done")
 

@@ -16,19 +16,8 @@ final class NotifySocket: @unchecked Sendable {
     init(path: String) {
         self.path = path
         descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            let bytes = Array(path.utf8)
-            buffer.copyBytes(from: bytes)
-            buffer[bytes.count] = 0
-        }
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
         let socketDescriptor = descriptor
+        _ = withUnixAddress(path) { bind(socketDescriptor, $0, $1) }
         let thread = Thread { [weak self] in
             var buffer = [UInt8](repeating: 0, count: 4096)
             while true {

@@ -171,3 +171,20 @@ final class Emulator: @unchecked Sendable {
 
     var activeStreams: Int { (try? stats())?["active_streams"]?.intValue.map(Int.init) ?? -1 }
 }
+
+/// Calls `body` with a `sockaddr_un` for `path`, for bind(2) or connect(2).
+func withUnixAddress<Result>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+}
+
+/// Leaves a socket file at `path` that nobody listens on, as a crashed daemon does.
+func makeStaleSocket(at path: String) -> Bool {
+    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    return withUnixAddress(path) { bind(descriptor, $0, $1) } == 0
+}
