@@ -6,18 +6,18 @@ import Testing
 
 @Suite(.serialized) struct LoggingTests {
     @Test func metadataKeysBecomeJournalFieldNames() {
-        #expect(JournalLogHandler.fieldName("agent") == "AGENT")
-        #expect(JournalLogHandler.fieldName("request.id") == "REQUEST_ID")
-        #expect(JournalLogHandler.fieldName("peer.uid") == "PEER_UID")
+        #expect(DaemonLogHandler.fieldName("agent") == "AGENT")
+        #expect(DaemonLogHandler.fieldName("request.id") == "REQUEST_ID")
+        #expect(DaemonLogHandler.fieldName("peer.uid") == "PEER_UID")
     }
 
     @Test func levelsMapToSyslogPriorities() {
-        #expect(JournalLogHandler.priority(.debug) == 7)
-        #expect(JournalLogHandler.priority(.info) == 6)
-        #expect(JournalLogHandler.priority(.notice) == 5)
-        #expect(JournalLogHandler.priority(.warning) == 4)
-        #expect(JournalLogHandler.priority(.error) == 3)
-        #expect(JournalLogHandler.priority(.critical) == 2)
+        #expect(DaemonLogHandler.priority(.debug) == 7)
+        #expect(DaemonLogHandler.priority(.info) == 6)
+        #expect(DaemonLogHandler.priority(.notice) == 5)
+        #expect(DaemonLogHandler.priority(.warning) == 4)
+        #expect(DaemonLogHandler.priority(.error) == 3)
+        #expect(DaemonLogHandler.priority(.critical) == 2)
     }
 
     @Test func theJournalIsUsedOnlyWhenJournalStreamNamesStderr() {
