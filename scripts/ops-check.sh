@@ -139,7 +139,15 @@ run_user_manager() {
         container_only="/^\(ProtectSystem\|ProtectHome\|ProtectKernelTunables\|ProtectKernelLogs\)=/d"
         step "container ($(systemd-detect-virt --container)): the user-manager run leaves out ProtectSystem=, ProtectHome=, ProtectKernelTunables=, ProtectKernelLogs= and relies on MISTRAL_API_KEY besides LoadCredential="
     fi
-    sed -e '/^User=/d' -e '/^Group=/d' ${container_only:+-e "$container_only"} \
+    # PrivateTmp= gives the service its own /tmp and /var/tmp: a checkout there (a CI clone
+    # under /tmp) would hide the test's own binary from it (exit 203/EXEC).
+    private_tmp=""
+    case "$repo" in /tmp/* | /var/tmp/*)
+        private_tmp="/^PrivateTmp=/d"
+        step "checkout under $(echo "$repo" | cut -d/ -f2): the user-manager run leaves out PrivateTmp="
+        ;;
+    esac
+    sed -e '/^User=/d' -e '/^Group=/d' ${container_only:+-e "$container_only"} ${private_tmp:+-e "$private_tmp"} \
         -e "s|^ExecStart=.*|ExecStart=$prefix/bin/agentd --config $work/agentd.yaml --agents-dir $work/agents.d --socket-dir %t/agentd|" \
         -e "s|^LoadCredential=.*|LoadCredential=mistral-api-key:$work/mistral-api-key|" \
         -e "/^\[Service\]/a Environment=MISTRAL_BASE_URL=http://$address" \
