@@ -19,8 +19,11 @@ final class ConnectionState: Sendable {
         }
     }
 
-    func finish(_ id: RequestID) {
-        _ = inFlight.withLock { $0.removeValue(forKey: id) }
+    /// Forgets `handle`'s request; a later request that reused the id is left alone.
+    func finish(_ id: RequestID, _ handle: RequestHandle) {
+        inFlight.withLock { requests in
+            if requests[id] === handle { requests[id] = nil }
+        }
     }
 
     /// False when no request with this id is in flight here.
@@ -209,7 +212,8 @@ struct ConnectionHandler: Sendable {
         return {
             let task = Task {
                 await runner.run(
-                    request, on: agent, reservation: reservation, handle: handle, peer: peer?.runnerPeer, sink: sink)
+                    request, on: agent, reservation: reservation, handle: handle, peer: peer?.runnerPeer, sink: sink,
+                    beforeTerminal: { state.finish(request.id, handle) })
             }
             handle.attach(task)
             tracker.started(handle)
@@ -219,7 +223,7 @@ struct ConnectionHandler: Sendable {
                 handle.cancel(.clientDisconnected)
             }
             tracker.finished(handle)
-            state.finish(request.id)
+            state.finish(request.id, handle)
         }
     }
 

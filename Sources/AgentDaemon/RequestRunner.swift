@@ -23,9 +23,11 @@ struct RequestRunner: Sendable {
         var gid: UInt32
     }
 
+    /// `beforeTerminal` runs just before the terminal event is written, so the connection can
+    /// free the request's id for reuse by the time the client reads that event.
     func run(
         _ request: ChatRequest, on agent: AgentRuntime, reservation: ConcurrencyLimiter.Reservation,
-        handle: RequestHandle, peer: Peer?, sink: some EventSink
+        handle: RequestHandle, peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
     ) async {
         let definition = agent.definition
         let started = ContinuousClock.now
@@ -53,7 +55,7 @@ struct RequestRunner: Sendable {
         let outcome: ErrorInfo?
         do {
             let completion = try await execute(
-                request, definition: definition, reservation: reservation, sink: sink)
+                request, definition: definition, reservation: reservation, sink: sink, beforeTerminal: beforeTerminal)
             agent.count {
                 $0.promptTokens += completion.usage.promptTokens
                 $0.completionTokens += completion.usage.completionTokens
@@ -67,6 +69,7 @@ struct RequestRunner: Sendable {
             outcome = info
             // A cancelled task cannot write (NIO refuses writes from it), yet the client is owed
             // its terminal event: an unstructured task does not inherit the cancellation.
+            beforeTerminal()
             await Task { try? await sink.send(Event.error(id: request.id, info)) }.value
         }
         let elapsed = ContinuousClock.now - started
@@ -85,7 +88,7 @@ struct RequestRunner: Sendable {
 
     private func execute(
         _ request: ChatRequest, definition: AgentDefinition, reservation: ConcurrencyLimiter.Reservation,
-        sink: some EventSink
+        sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
     ) async throws -> Completion {
         let options: GenerationOptions
         do {
@@ -114,6 +117,7 @@ struct RequestRunner: Sendable {
             case .toolCall(let call):
                 if request.stream { try await send(Event.toolCall(id: request.id, call: call.eventJSON), to: sink) }
             case .done(let completion):
+                beforeTerminal()
                 try await send(
                     Event.done(
                         id: request.id, text: completion.text, toolCalls: completion.toolCalls.map(\.eventJSON),
@@ -126,9 +130,14 @@ struct RequestRunner: Sendable {
         throw CancellationError()
     }
 
+    /// A write fails either because the task was cancelled (NIO refuses writes from a cancelled
+    /// task: the client is still there and is owed its terminal event) or because the client
+    /// is gone.
     private func send(_ event: JSONValue, to sink: some EventSink) async throws {
         do {
             try await sink.send(event)
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
             throw SinkClosed()
         }

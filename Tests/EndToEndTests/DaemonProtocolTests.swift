@@ -133,6 +133,17 @@ import Testing
         #expect(eventually(within: 1) { harness.emulator.activeStreams == 0 })
     }
 
+    @Test func cancellingARequestBlockedOnAClientThatIsNotReadingStillEndsItWithCancelled() throws {
+        let client = try harness.connect("chat")
+        client.send(["id": "big", "input": "[words:50000]"])
+        // Not reading: agentd's writes for "big" fill the socket and wait.
+        usleep(500_000)
+        client.send(["cancel": "big"])
+        let events = client.events(until: "big", within: 30)
+        #expect(events.last?["type"] == "error", "\(events.last?.jsonText ?? "no events")")
+        #expect(events.last?["error"]?["code"] == "cancelled")
+    }
+
     @Test func cancelOfAnUnknownIdIsUnknownRequest() throws {
         let client = try harness.connect("chat")
         client.send(["cancel": "nope"])
