@@ -88,6 +88,18 @@ final class AgentRegistry: Sendable {
         let loadedNames = Set(directory.agents.map(\.name))
         let failedNames = Set(directory.failures.keys.compactMap(Self.agentName(ofFile:)))
 
+        // Removals first: a socket path a removed agent gives up may be what a new or changed
+        // agent binds.
+        for (name, entry) in current where !loadedNames.contains(name) {
+            if failedNames.contains(name) {
+                entry.runtime.markStale()
+                continue
+            }
+            entry.runtime.markRemoved()
+            await entry.listener.stop()
+            entries.withLock { _ = $0.removeValue(forKey: name) }
+            report.removed.append(name)
+        }
         for (definition, outcome) in await bindNewAgents(directory.agents.filter { current[$0.name] == nil }) {
             switch outcome {
             case .success(let entry):
@@ -108,14 +120,12 @@ final class AgentRegistry: Sendable {
             }
             if entry.listener.binding != binding {
                 do {
-                    await entry.listener.stop()
-                    let listener = try await bindAgent(entry.runtime, binding)
+                    let listener = try await rebind(entry, to: binding)
                     entries.withLock { $0[definition.name] = Entry(runtime: entry.runtime, listener: listener) }
                 } catch {
+                    // Last known good: the agent keeps its previous definition and socket.
                     report.errors.append(Diagnostic(file: definition.file, line: 1, column: 1, message: "\(error)"))
-                    entry.runtime.markRemoved()
-                    entries.withLock { _ = $0.removeValue(forKey: definition.name) }
-                    report.removed.append(definition.name)
+                    entry.runtime.markStale()
                     continue
                 }
             }
@@ -123,21 +133,30 @@ final class AgentRegistry: Sendable {
             report.changed.append(definition.name)
         }
 
-        for (name, entry) in current where !loadedNames.contains(name) {
-            if failedNames.contains(name) {
-                entry.runtime.markStale()
-                continue
-            }
-            entry.runtime.markRemoved()
-            await entry.listener.stop()
-            entries.withLock { _ = $0.removeValue(forKey: name) }
-            report.removed.append(name)
-        }
         report.added.sort()
         report.changed.sort()
         report.removed.sort()
         report.unchanged.sort()
         return report
+    }
+
+    /// Moves an agent to a new socket binding. A new path is bound before the old socket goes,
+    /// so a failure leaves the agent where it was; the same path must be freed first, and a
+    /// failure then puts the old binding back.
+    private func rebind(_ entry: Entry, to binding: SocketBinding) async throws -> Listener {
+        guard entry.listener.binding.path == binding.path else {
+            let listener = try await bindAgent(entry.runtime, binding)
+            await entry.listener.stop()
+            return listener
+        }
+        await entry.listener.stop()
+        do {
+            return try await bindAgent(entry.runtime, binding)
+        } catch {
+            let restored = try await bindAgent(entry.runtime, entry.listener.binding)
+            entries.withLock { $0[entry.runtime.name] = Entry(runtime: entry.runtime, listener: restored) }
+            throw error
+        }
     }
 
     /// Binds the sockets of new agents a few at a time: each bind waits on an event loop, and

@@ -50,6 +50,33 @@ import Testing
         #expect(harness.stop() == 0)
     }
 
+    @Test func aSocketChangeThatCannotBindKeepsTheAgentOnItsOldSocket() throws {
+        let harness = try DaemonHarness(agents: ["a.yaml": Agents.chat])
+        try harness.start()
+        // Valid as a file, but nothing can be bound there.
+        let unbindable = "\(harness.directory.path)/no-such-directory/a.sock"
+        harness.directory.write(
+            "agents.d/a.yaml",
+            Agents.chat.replacingOccurrences(
+                of: #"socket: {mode: "0666"}"#, with: #"socket: {mode: "0666", path: "\#(unbindable)"}"#))
+        let report = try harness.control(["id": 1, "command": "reload"])["reload"]
+        let error = report?["errors"]?.arrayValue?.first?["message"]?.stringValue ?? ""
+        #expect(error.contains("no-such-directory"), "\(report?.jsonText ?? "")")
+        #expect(report?["removed"] == [])
+        let agent = try harness.control(["id": 2, "command": "list"])["agents"]?.arrayValue?.first
+        #expect(agent?["state"] == "stale")
+        #expect(try harness.connect("a").request(["id": 3, "input": "still here"]).last?["type"] == "done")
+    }
+
+    @Test func anIdCanBeReusedAsSoonAsItsTerminalEventArrives() throws {
+        let harness = try DaemonHarness(agents: ["a.yaml": Agents.chat])
+        try harness.start()
+        let client = try harness.connect("a")
+        for _ in 0..<50 {
+            #expect(client.request(["id": "same", "input": "again"]).last?["type"] == "done")
+        }
+    }
+
     @Test func reloadReportsFromTheControlSocket() throws {
         let harness = try DaemonHarness(agents: ["a.yaml": Agents.chat])
         try harness.start()
