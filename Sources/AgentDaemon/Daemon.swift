@@ -102,6 +102,9 @@ public struct Daemon: Sendable {
             logger.critical("Cannot create the socket directory", metadata: ["error": "\(error)"])
             return ExitCode.unavailable
         }
+        // Agents first, the control socket second: a `reload` arriving over it cannot race the
+        // initial load.
+        let initial = await Self.reload(registry: registry, config: config, logger: logger)
         let controlListener: Listener
         do {
             let handler = ConnectionHandler(
@@ -113,9 +116,9 @@ public struct Daemon: Sendable {
                 on: eventLoops, maxLineBytes: { max(registry.largestRequestBytes, 1_048_576) }, handler: handler)
         } catch {
             logger.critical("Cannot bind the control socket", metadata: ["error": "\(error)"])
+            await registry.stopAll()
             return ExitCode.unavailable
         }
-        let initial = await Self.reload(registry: registry, config: config, logger: logger)
         lastReload.report = initial
         notifier.ready(status: Self.status(registry: registry, report: initial, verb: "Serving"))
         logger.notice(

@@ -54,10 +54,7 @@ enum UnixSocket {
             if let group, chown(temporaryPath, uid_t.max, group) != 0 {
                 throw SocketError(path, "chown to group \(group)")
             }
-            guard rename(temporaryPath, path) == 0 else {
-                unlink(temporaryPath)
-                throw SocketError(path, "rename into place")
-            }
+            guard rename(temporaryPath, path) == 0 else { throw SocketError(path, "rename into place") }
             var status = stat()
             guard Glibc.listen(descriptor, backlog) == 0, lstat(path, &status) == 0 else {
                 unlink(path)
@@ -65,6 +62,8 @@ enum UnixSocket {
             }
             return Bound(descriptor: descriptor, inode: UInt64(status.st_ino))
         } catch {
+            // Whatever step failed, the private directory must end up empty for its rmdir.
+            unlink(temporaryPath)
             close(descriptor)
             throw error
         }
