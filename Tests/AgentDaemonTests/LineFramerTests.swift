@@ -16,6 +16,8 @@ import Testing
             case .tooLarge(let limit): lines.append("<too large: \(limit)>")
             }
         }
+        // Tears the embedded pipeline down; without it LeakSanitizer reports its buffers.
+        _ = try channel.finish(acceptAlreadyClosed: true)
         return lines
     }
 
