@@ -141,7 +141,8 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
             #expect(error?.kind == .idleTimeout)
             #expect(chunks.joined().elementsEqual("first\n".utf8))
             let elapsed = ContinuousClock.now - started
-            #expect(elapsed >= .milliseconds(200) && elapsed < .seconds(2))
+            // The upper bound only tells the 200 ms deadline from the 60 s default on a loaded machine.
+            #expect(elapsed >= .milliseconds(200) && elapsed < .seconds(10))
         }
     }
 
@@ -151,7 +152,8 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
             let started = ContinuousClock.now
             let error = await failure { _ = try await client.send(request) }
             #expect(error?.kind == .firstByteTimeout)
-            #expect(ContinuousClock.now - started < .seconds(2))
+            // The bound only tells the 200 ms deadline from the 30 s default on a loaded machine.
+            #expect(ContinuousClock.now - started < .seconds(10))
         }
     }
 
