@@ -135,7 +135,8 @@ fuzz: deps
 # (agentd and the emulator run instrumented too, and inherit the options); separate scratch
 # paths keep the normal build intact. Fuzz/*.supp say what is suppressed and why.
 check-sanitizers: test-deps
-	LSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/lsan.supp $(SWIFT) test --sanitize=address --scratch-path .build-asan
+	AGENTD_TEST_SANITIZER=address LSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/lsan.supp \
+		$(SWIFT) test --sanitize=address --scratch-path .build-asan
 	TSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/tsan.supp $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
 clean:

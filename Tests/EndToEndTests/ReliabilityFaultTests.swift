@@ -122,7 +122,11 @@ import Testing
         #expect(paused == count, "transfers should be paused, not finished")
         // Buffering the unread events alone would take 6 × ≈1.6 MB (the SSE bytes ≈6 MB more
         // each); back-pressured, agentd grows by about 1.5 MB.
-        #expect(peak - baseline < 8_000, "agentd grew by \(peak - baseline) KiB while its client did not read")
+        // Under AddressSanitizer freed memory stays resident in its quarantine, so RSS says
+        // nothing there; the paused transfers above still prove the back-pressure.
+        if ProcessInfo.processInfo.environment["AGENTD_TEST_SANITIZER"] != "address" {
+            #expect(peak - baseline < 8_000, "agentd grew by \(peak - baseline) KiB while its client did not read")
+        }
         // Reading resumes: everything arrives, complete.
         let tally = client.tally(count: count, within: 120)
         #expect(tally.isExactlyOnce)
