@@ -149,10 +149,7 @@ struct Bench {
     func soak(seconds: Double, clients: Int) throws {
         let (emulator, port) = try startEmulator()
         defer { emulator.stop() }
-        let directory = try makeDaemonDirectory("soak", agents: ["bench": Self.benchAgent])
-        let daemon = try DaemonUnderTest(
-            binary: "\(binaries)/agentd", directory: directory, socketDir: "\(socketRoot)/soak", emulatorPort: port,
-            apiKey: Self.apiKey)
+        let daemon = try startBenchDaemon("soak", emulatorPort: port)
         defer { daemon.child.stop() }
         progress("agentd pid \(daemon.child.pid)")
         let generator = LoadGenerator(threads: 2)
@@ -173,10 +170,7 @@ struct Bench {
     func holdOnly(streams: Int) throws {
         let (emulator, port) = try startEmulator()
         defer { emulator.stop() }
-        let directory = try makeDaemonDirectory("hold", agents: ["bench": Self.benchAgent])
-        let daemon = try DaemonUnderTest(
-            binary: "\(binaries)/agentd", directory: directory, socketDir: "\(socketRoot)/hold", emulatorPort: port,
-            apiKey: Self.apiKey)
+        let daemon = try startBenchDaemon("hold", emulatorPort: port)
         defer { daemon.child.stop() }
         progress("agentd pid \(daemon.child.pid)")
         let generator = LoadGenerator(threads: 2)
@@ -201,6 +195,14 @@ struct Bench {
         generator.closeAll(channels)
     }
 
+    /// agentd serving the one bench agent, its files and sockets named after `name`.
+    private func startBenchDaemon(_ name: String, emulatorPort port: Int) throws -> DaemonUnderTest {
+        let directory = try makeDaemonDirectory(name, agents: ["bench": Self.benchAgent])
+        return try DaemonUnderTest(
+            binary: "\(binaries)/agentd", directory: directory, socketDir: "\(socketRoot)/\(name)", emulatorPort: port,
+            apiKey: Self.apiKey)
+    }
+
     private func startEmulator() throws -> (Child, port: Int) {
         let emulator = try Child(
             name: "emulator", executable: "\(binaries)/mistral-emulator",
@@ -213,10 +215,7 @@ struct Bench {
     }
 
     private func measureLoad(emulator: Child, port: Int, generator: LoadGenerator, into results: inout Results) throws {
-        let directory = try makeDaemonDirectory("load", agents: ["bench": Self.benchAgent])
-        let daemon = try DaemonUnderTest(
-            binary: "\(binaries)/agentd", directory: directory, socketDir: "\(socketRoot)/load", emulatorPort: port,
-            apiKey: Self.apiKey)
+        let daemon = try startBenchDaemon("load", emulatorPort: port)
         defer { daemon.child.stop() }
         guard FileManager.default.fileExists(atPath: daemon.socketPath("bench")) else {
             throw BenchError("agentd did not serve the bench agent:\n\(daemon.child.log)")
