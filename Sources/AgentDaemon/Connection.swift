@@ -179,7 +179,7 @@ struct ConnectionHandler: Sendable {
                     ErrorInfo(
                         code: .forbidden,
                         message:
-                            "uid \(peer.uid) (\(peer.userName ?? "unknown user")) is not allowed to use agent \(agent.name)"
+                            "uid \(peer.uid) (\(peer.names.user ?? "unknown user")) is not allowed to use agent \(agent.name)"
                     )))
             return nil
         }

@@ -1,40 +1,61 @@
 import AgentCore
 import Glibc
+import Synchronization
 
-/// Who is on the other end of a connection, from SO_PEERCRED, with the names `allow` lists use.
-struct PeerIdentity: Sendable {
-    var pid: Int32
-    var uid: UInt32
-    var gid: UInt32
-    var userName: String?
-    /// Names of the peer's primary group and of every group its user belongs to.
-    var groupNames: Set<String>
+/// Who is on the other end of a connection, from SO_PEERCRED.
+///
+/// The names that `allow` lists use are looked up on first use and kept for the connection:
+/// the lookups read /etc/passwd and /etc/group (or ask nscd), which cost more than a whole
+/// request, and most agents have no `allow` list at all.
+final class PeerIdentity: Sendable {
+    let pid: Int32
+    let uid: UInt32
+    let gid: UInt32
+    private let cachedNames = Mutex<Names?>(nil)
+
+    struct Names: Sendable {
+        var user: String?
+        /// Names of the peer's primary group and of every group its user belongs to.
+        var groups: Set<String>
+    }
 
     init(pid: Int32, uid: UInt32, gid: UInt32) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
+    }
+
+    var names: Names {
+        cachedNames.withLock { cached in
+            if let cached { return cached }
+            let names = Self.lookUpNames(uid: uid, gid: gid)
+            cached = names
+            return names
+        }
+    }
+
+    private static func lookUpNames(uid: UInt32, gid: UInt32) -> Names {
+        let user = Accounts.userName(of: uid)
         var groupIDs: Set<gid_t> = [gid]
-        if let entry = getpwuid(uid) {
-            let name = String(cString: entry.pointee.pw_name)
-            userName = name
+        if let user {
             var count: Int32 = 64
             var buffer = [gid_t](repeating: 0, count: Int(count))
-            if getgrouplist(name, gid, &buffer, &count) == -1 {
+            if getgrouplist(user, gid, &buffer, &count) == -1 {
                 buffer = [gid_t](repeating: 0, count: Int(count))
-                _ = getgrouplist(name, gid, &buffer, &count)
+                _ = getgrouplist(user, gid, &buffer, &count)
             }
             groupIDs.formUnion(buffer.prefix(Int(max(count, 0))))
         }
-        groupNames = Set(groupIDs.compactMap { getgrgid($0).map { String(cString: $0.pointee.gr_name) } })
+        return Names(user: user, groups: Set(groupIDs.compactMap { Accounts.groupName(of: $0) }))
     }
 
     /// `allow` admits a peer named in `users` or belonging to one of `groups`; no `allow` admits
     /// whoever the socket's mode and group let connect.
     func isAllowed(by access: AccessList?) -> Bool {
         guard let access else { return true }
-        if let userName, access.users.contains(userName) { return true }
-        return access.groups.contains { groupNames.contains($0) }
+        let names = names
+        if let user = names.user, access.users.contains(user) { return true }
+        return access.groups.contains { names.groups.contains($0) }
     }
 
     var runnerPeer: RequestRunner.Peer { .init(pid: pid, uid: uid, gid: gid) }

@@ -1,0 +1,29 @@
+import AgentCore
+import Glibc
+import Testing
+
+@testable import AgentDaemon
+
+@Suite struct PeerIdentityTests {
+    private let me = PeerIdentity(pid: getpid(), uid: getuid(), gid: getgid())
+
+    @Test func namesComeFromTheUserAndGroupDatabases() throws {
+        let user = try #require(Accounts.userName(of: getuid()))
+        let group = try #require(Accounts.groupName(of: getgid()))
+        #expect(me.names.user == user)
+        #expect(me.names.groups.contains(group))
+        #expect(Accounts.userName(of: 4_000_000_000) == nil)
+    }
+
+    @Test func allowAdmitsByUserOrGroupAndRefusesOthers() throws {
+        let user = try #require(Accounts.userName(of: getuid()))
+        let group = try #require(Accounts.groupName(of: getgid()))
+        #expect(me.isAllowed(by: nil))
+        #expect(me.isAllowed(by: AccessList(users: [user])))
+        #expect(me.isAllowed(by: AccessList(groups: [group])))
+        #expect(!me.isAllowed(by: AccessList(users: ["no-such-user-\(getpid())"], groups: ["no-such-group"])))
+        let stranger = PeerIdentity(pid: 1, uid: 4_000_000_000, gid: 4_000_000_000)
+        #expect(!stranger.isAllowed(by: AccessList(users: [user], groups: [group])))
+        #expect(stranger.names.user == nil)
+    }
+}
