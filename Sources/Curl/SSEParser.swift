@@ -147,7 +147,7 @@ public struct SSEParser: Sendable {
             eventType.removeAll(keepingCapacity: true)
             eventType.append(contentsOf: value)
         } else if name.elementsEqual("id".utf8) {
-            if !value.contains(0) { lastEventID = try decode(value, field: "id") }
+            if !value.contains(0) { lastEventID = try decode(UnsafeBufferPointer(rebasing: value), field: "id") }
         }
     }
 
@@ -158,12 +158,23 @@ public struct SSEParser: Sendable {
         }
         guard !data.isEmpty else { return }
         data.removeLast()
-        let event = eventType.isEmpty ? nil : try decode(eventType[...], field: "event")
-        events.append(SSEEvent(event: event, data: try decode(data[...], field: "data"), id: lastEventID))
+        let event =
+            eventType.isEmpty
+            ? nil
+            : try eventType.withUnsafeBufferPointer { (buffer) throws(SSEError) in
+                try decode(buffer, field: "event")
+            }
+        let text = try data.withUnsafeBufferPointer { (buffer) throws(SSEError) in try decode(buffer, field: "data") }
+        events.append(SSEEvent(event: event, data: text, id: lastEventID))
     }
 
-    private func decode(_ bytes: some Collection<UInt8>, field: String) throws(SSEError) -> String {
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+    private func decode(_ bytes: UnsafeBufferPointer<UInt8>, field: String) throws(SSEError) -> String {
+        // ASCII (most events of English text) needs no validation; the generic
+        // `String(validating:)` costs a metadata lookup per call.
+        let text =
+            bytes.allSatisfy { $0 < 0x80 }
+            ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+        guard let text else {
             throw SSEError(.invalidUTF8, "event stream: invalid UTF-8 in the \(field) field")
         }
         return text
