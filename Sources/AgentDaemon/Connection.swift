@@ -44,8 +44,9 @@ final class ConnectionState: Sendable {
 struct ChannelSink: EventSink {
     let writer: NIOAsyncChannelOutboundWriter<ByteBuffer>
 
-    func send(_ event: JSONValue) async throws {
-        try await writer.write(ByteBuffer(bytes: Event.line(event)))
+    /// One buffer for the whole batch: one hop to the event loop and one `write(2)`.
+    func send(_ events: [JSONValue]) async throws {
+        try await writer.write(ByteBuffer(bytes: Event.lines(events)))
     }
 }
 

@@ -6,8 +6,15 @@ import Logging
 
 /// Where a request's events go: a connection's outbound side.
 protocol EventSink: Sendable {
-    /// Suspends while the client is not reading (back-pressure); throws when it is gone.
-    func send(_ event: JSONValue) async throws
+    /// Writes the events' lines in one go. Suspends while the client is not reading
+    /// (back-pressure); throws when it is gone.
+    func send(_ events: [JSONValue]) async throws
+}
+
+extension EventSink {
+    func send(_ event: JSONValue) async throws {
+        try await send([event])
+    }
 }
 
 /// Runs one chat request against one agent and sends its events: `start`, deltas and tool
@@ -105,26 +112,33 @@ struct RequestRunner: Sendable {
         llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
         if request.stream {
             try await send(
-                Event.start(
-                    id: request.id, agent: definition.name, mode: definition.mode.rawValue,
-                    modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID),
+                [
+                    Event.start(
+                        id: request.id, agent: definition.name, mode: definition.mode.rawValue,
+                        modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID)
+                ],
                 to: sink)
         }
-        for try await event in client.stream(llmRequest) {
-            switch event {
-            case .text(let text):
-                if request.stream { try await send(Event.delta(id: request.id, text: text), to: sink) }
-            case .toolCall(let call):
-                if request.stream { try await send(Event.toolCall(id: request.id, call: call.eventJSON), to: sink) }
-            case .done(let completion):
-                beforeTerminal()
-                try await send(
-                    Event.done(
-                        id: request.id, text: completion.text, toolCalls: completion.toolCalls.map(\.eventJSON),
-                        finishReason: completion.finishReason, usage: completion.usage.json, model: completion.model),
-                    to: sink)
-                return completion
+        for try await batch in client.stream(llmRequest) {
+            var lines: [JSONValue] = []
+            var completion: Completion?
+            for event in batch {
+                switch event {
+                case .text(let text):
+                    if request.stream { lines.append(Event.delta(id: request.id, text: text)) }
+                case .toolCall(let call):
+                    if request.stream { lines.append(Event.toolCall(id: request.id, call: call.eventJSON)) }
+                case .done(let done):
+                    lines.append(
+                        Event.done(
+                            id: request.id, text: done.text, toolCalls: done.toolCalls.map(\.eventJSON),
+                            finishReason: done.finishReason, usage: done.usage.json, model: done.model))
+                    completion = done
+                }
             }
+            if completion != nil { beforeTerminal() }
+            if !lines.isEmpty { try await send(lines, to: sink) }
+            if let completion { return completion }
         }
         // The stream ends without `done` only when the request was cancelled.
         throw CancellationError()
@@ -133,9 +147,9 @@ struct RequestRunner: Sendable {
     /// A write fails either because the task was cancelled (NIO refuses writes from a cancelled
     /// task: the client is still there and is owed its terminal event) or because the client
     /// is gone.
-    private func send(_ event: JSONValue, to sink: some EventSink) async throws {
+    private func send(_ events: [JSONValue], to sink: some EventSink) async throws {
         do {
-            try await sink.send(event)
+            try await sink.send(events)
         } catch is CancellationError {
             throw CancellationError()
         } catch {

@@ -47,12 +47,14 @@ public enum Event {
         .object(["id": id.json, "type": "result", key: value])
     }
 
-    /// The line as sent: compact JSON and a newline.
-    public static func line(_ event: JSONValue) -> [UInt8] {
+    /// The events' lines as sent, back to back: compact JSON and a newline each.
+    public static func lines(_ events: [JSONValue]) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(128)
-        event.write(to: &bytes)
-        bytes.append(UInt8(ascii: "\n"))
+        bytes.reserveCapacity(128 * events.count)
+        for event in events {
+            event.write(to: &bytes)
+            bytes.append(UInt8(ascii: "\n"))
+        }
         return bytes
     }
 }

@@ -83,14 +83,15 @@ public final class HTTPResponse: AsyncSequence, Sendable {
 
         // Holding the response keeps it (and the transfer) alive while iterating.
         private let response: HTTPResponse
-        /// Chunks taken from the transfer in one go, handed out one by one.
+        /// Reused for every take, so it keeps its capacity.
         private var chunks: [[UInt8]] = []
-        private var nextChunk = 0
 
         init(response: HTTPResponse) {
             self.response = response
         }
 
+        /// Everything received since the previous call, as one chunk: a consumer that decodes
+        /// per chunk then handles a burst of small reads (SSE events) in one go.
         public mutating func next(isolation actor: isolated (any Actor)? = #isolation) async throws(CurlError)
             -> [UInt8]?
         {
@@ -100,18 +101,18 @@ public final class HTTPResponse: AsyncSequence, Sendable {
                     transfer.cancel(.cancelled)
                     throw .cancelled
                 }
-                if nextChunk < chunks.count {
+                defer { chunks.removeAll(keepingCapacity: true) }
+                switch transfer.take(into: &chunks) {
+                case .chunks where chunks.count == 1:
                     // Moved out, not copied: the caller gets the only reference to the bytes.
                     var chunk: [UInt8] = []
-                    swap(&chunk, &chunks[nextChunk])
-                    nextChunk += 1
+                    swap(&chunk, &chunks[0])
                     return chunk
-                }
-                chunks.removeAll(keepingCapacity: true)
-                nextChunk = 0
-                switch transfer.take(into: &chunks) {
                 case .chunks:
-                    continue
+                    var joined: [UInt8] = []
+                    joined.reserveCapacity(chunks.reduce(0) { $0 + $1.count })
+                    for chunk in chunks { joined += chunk }
+                    return joined
                 case .end(.finished):
                     return nil
                 case .end(.failed(let error)):

@@ -4,6 +4,10 @@ import Synchronization
 /// Passes reply events from the task reading upstream to the consumer through a small bounded
 /// buffer. The producer waits while the buffer is full, so a consumer that stops reading stops
 /// the upstream read too, and curl pauses the transfer: nothing is buffered without bound.
+///
+/// Events move in batches: the producer hands over what one read of the upstream decoded, and
+/// the consumer takes everything buffered at once. A reply that arrives in one read then costs
+/// the consumer one wake-up and the daemon one socket write, not one per event.
 final class EventHandoff: Sendable {
     private struct State {
         var buffered: [LLMEvent] = []
@@ -30,12 +34,14 @@ final class EventHandoff: Sendable {
         if cancelNow { producer.cancel() }
     }
 
-    /// Waits for room, then buffers `event`. Returns at once, dropping it, once the consumer is gone.
-    func send(_ event: LLMEvent) async {
+    /// Waits for room, then buffers `events`. Returns at once, dropping them, once the consumer
+    /// is gone. A batch larger than the capacity is taken whole once the buffer is empty enough.
+    func send(_ events: [LLMEvent]) async {
+        guard !events.isEmpty else { return }
         while true {
             let (sent, consumer) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
                 guard !state.consumerGone, state.buffered.count < capacity else { return (state.consumerGone, nil) }
-                state.buffered.append(event)
+                state.buffered.append(contentsOf: events)
                 defer { state.waitingConsumer = nil }
                 return (true, state.waitingConsumer)
             }
@@ -62,14 +68,19 @@ final class EventHandoff: Sendable {
         consumer?.resume()
     }
 
-    /// The next event; nil at the end or once the consumer is gone (its task cancelled).
-    func receive() async throws(ErrorInfo) -> LLMEvent? {
+    /// Every buffered event, in order (never an empty batch); nil at the end or once the consumer
+    /// is gone (its task cancelled).
+    func receive() async throws(ErrorInfo) -> [LLMEvent]? {
         while true {
-            let step = state.withLock { state -> (Result<LLMEvent?, ErrorInfo>?, CheckedContinuation<Void, Never>?) in
+            let step = state.withLock {
+                state -> (Result<[LLMEvent]?, ErrorInfo>?, CheckedContinuation<Void, Never>?) in
                 if state.consumerGone { return (.success(nil), nil) }
                 if !state.buffered.isEmpty {
-                    defer { state.waitingProducer = nil }
-                    return (.success(state.buffered.removeFirst()), state.waitingProducer)
+                    defer {
+                        state.buffered = []
+                        state.waitingProducer = nil
+                    }
+                    return (.success(state.buffered), state.waitingProducer)
                 }
                 switch state.ending {
                 case .some(.some(let error)): return (.failure(error), nil)
@@ -122,7 +133,7 @@ final class EventHandoffReceiver: Sendable {
         handoff.close()
     }
 
-    func next() async throws(ErrorInfo) -> LLMEvent? {
+    func next() async throws(ErrorInfo) -> [LLMEvent]? {
         try await handoff.receive()
     }
 }

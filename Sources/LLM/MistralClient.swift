@@ -28,11 +28,12 @@ public final class MistralClient: Sendable {
         self.logger = logger
     }
 
-    /// Runs `request` and yields its reply: `.text` deltas, then each `.toolCall`, then `.done`.
+    /// Runs `request` and yields its reply in batches (never empty): `.text` deltas, then each
+    /// `.toolCall`, then `.done`. A batch holds every event decoded since the consumer last asked.
     /// Failures finish the stream by throwing an `ErrorInfo`. At most a few events wait for a
     /// slow consumer; beyond that the upstream read waits too. Cancelling the consuming task or
     /// dropping the stream cancels the upstream transfer, closing its connection.
-    public func stream(_ request: LLMRequest) -> AsyncThrowingStream<LLMEvent, any Error> {
+    public func stream(_ request: LLMRequest) -> AsyncThrowingStream<[LLMEvent], any Error> {
         let handoff = EventHandoff(capacity: 16)
         handoff.attach(
             Task {
@@ -57,7 +58,7 @@ public final class MistralClient: Sendable {
         var afterOutput = false
     }
 
-    private func run(_ request: LLMRequest, emit: (LLMEvent) async -> Void) async throws(ErrorInfo) {
+    private func run(_ request: LLMRequest, emit: ([LLMEvent]) async -> Void) async throws(ErrorInfo) {
         guard let apiKey else {
             throw ErrorInfo(
                 code: .upstreamAuth,
@@ -114,7 +115,7 @@ public final class MistralClient: Sendable {
     /// One HTTP exchange: sends the body, reads the reply and yields its events.
     private func send(
         _ prepared: PreparedRequest, body: [UInt8], apiKey: String, timeouts: Timeouts, remaining: Duration,
-        emit: (LLMEvent) async -> Void
+        emit: ([LLMEvent]) async -> Void
     ) async throws(AttemptFailure) {
         let httpRequest = HTTPRequest(
             url: baseURL + prepared.path, method: "POST",
@@ -145,10 +146,18 @@ public final class MistralClient: Sendable {
         var decoder = ReplyDecoder(format: prepared.format, toolCallIDs: prepared.toolCallIDs)
         var afterOutput = false
         func deliver(_ events: [LLMEvent]) async {
-            for event in events {
-                afterOutput = true
-                await emit(event)
+            guard !events.isEmpty else { return }
+            afterOutput = true
+            await emit(events)
+        }
+        func decode(_ sseEvents: [SSEEvent]) throws(AttemptFailure) -> [LLMEvent] {
+            var events: [LLMEvent] = []
+            for event in sseEvents {
+                events += try decodeOrFail { () throws(ErrorInfo) in
+                    try decoder.decode(event: event.event, data: event.data)
+                }
             }
+            return events
         }
         do {
             guard prepared.stream else {
@@ -163,20 +172,11 @@ public final class MistralClient: Sendable {
             }
             var parser = SSEParser()
             for try await chunk in response {
-                let events = try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) }
-                for event in events {
-                    await deliver(
-                        try decodeOrFail { () throws(ErrorInfo) in
-                            try decoder.decode(event: event.event, data: event.data)
-                        })
-                }
+                await deliver(try decode(try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) }))
             }
-            for event in try decodeOrFail({ () throws(SSEError) in try parser.finish() }) {
-                await deliver(
-                    try decodeOrFail { () throws(ErrorInfo) in try decoder.decode(event: event.event, data: event.data)
-                    })
-            }
-            await deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() })
+            var last = try decode(try decodeOrFail { () throws(SSEError) in try parser.finish() })
+            last += try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() }
+            await deliver(last)
         } catch let error as AttemptFailure {
             throw AttemptFailure(info: error.info, isRetried: error.isRetried, afterOutput: afterOutput)
         } catch let error as CurlError {

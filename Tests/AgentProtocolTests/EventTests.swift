@@ -5,11 +5,19 @@ import Testing
 
 @Suite struct EventTests {
     @Test func eventsAreOneCompactLineTaggedWithTheRequestID() throws {
-        let line = Event.line(Event.delta(id: .int(7), text: "two\nlines"))
+        let line = Event.lines([Event.delta(id: .int(7), text: "two\nlines")])
         #expect(line.last == UInt8(ascii: "\n"))
         #expect(line.dropLast().contains(UInt8(ascii: "\n")) == false)
         let event = try JSONParser.parse(bytes: line.dropLast())
         #expect(event == ["id": 7, "type": "delta", "text": "two\nlines"])
+    }
+
+    @Test func aBatchIsItsEventsLinesInOrder() throws {
+        let bytes = Event.lines([Event.delta(id: .int(1), text: "a"), Event.delta(id: .int(1), text: "b")])
+        let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        #expect(lines.count == 3 && lines[2].isEmpty)
+        #expect(try JSONParser.parse(bytes: lines[0])["text"] == "a")
+        #expect(try JSONParser.parse(bytes: lines[1])["text"] == "b")
     }
 
     @Test func startNamesTheModelOrAgentKey() {

@@ -17,7 +17,7 @@ struct EventHandoffTests {
         handoff.attach(
             Task {
                 for index in 0..<100 {
-                    await handoff.send(.text("\(index)"))
+                    await handoff.send([.text("\(index)")])
                     sent.value.withLock { $0 += 1 }
                 }
                 handoff.finish(nil)
@@ -26,16 +26,30 @@ struct EventHandoffTests {
         try await Task.sleep(for: .milliseconds(100))
         #expect(sent.value.withLock { $0 } <= 4)
         var received: [LLMEvent] = []
-        while let event = try await handoff.receive() { received.append(event) }
+        while let batch = try await handoff.receive() {
+            #expect(!batch.isEmpty && batch.count <= 4)
+            received += batch
+        }
         #expect(received == (0..<100).map { .text("\($0)") })
+    }
+
+    @Test("the consumer takes everything buffered at once, batches joined in order")
+    func batches() async throws {
+        let handoff = EventHandoff(capacity: 4)
+        await handoff.send([.text("a"), .text("b")])
+        await handoff.send([.text("c")])
+        await handoff.send([])
+        handoff.finish(nil)
+        #expect(try await handoff.receive() == [.text("a"), .text("b"), .text("c")])
+        #expect(try await handoff.receive() == nil)
     }
 
     @Test("the producer's error ends the stream after the buffered events")
     func failure() async throws {
         let handoff = EventHandoff(capacity: 4)
-        await handoff.send(.text("a"))
+        await handoff.send([.text("a")])
         handoff.finish(ErrorInfo(code: .timeout, message: "slow"))
-        #expect(try await handoff.receive() == .text("a"))
+        #expect(try await handoff.receive() == [.text("a")])
         await #expect(throws: ErrorInfo(code: .timeout, message: "slow")) { try await handoff.receive() }
     }
 
@@ -44,8 +58,8 @@ struct EventHandoffTests {
         let handoff = EventHandoff(capacity: 1)
         let cancelled = Counter()
         let producer = Task {
-            await handoff.send(.text("a"))
-            await handoff.send(.text("b"))  // waits while the buffer is full, until the receiver goes
+            await handoff.send([.text("a")])
+            await handoff.send([.text("b")])  // waits while the buffer is full, until the receiver goes
             if Task.isCancelled { cancelled.value.withLock { $0 = 1 } }
         }
         handoff.attach(producer)

@@ -62,7 +62,10 @@ struct MistralClientTests {
     private func run(_ client: MistralClient, _ request: LLMRequest) async -> (events: [LLMEvent], error: ErrorInfo?) {
         var events: [LLMEvent] = []
         do {
-            for try await event in client.stream(request) { events.append(event) }
+            for try await batch in client.stream(request) {
+                #expect(!batch.isEmpty)
+                events += batch
+            }
             return (events, nil)
         } catch {
             return (events, error as? ErrorInfo ?? ErrorInfo(code: .internal, message: "not an ErrorInfo: \(error)"))
@@ -375,8 +378,8 @@ struct MistralClientTests {
             let mistral = client(server, curl)
             let consumer = Task {
                 var sawDone = false
-                for try await event in mistral.stream(request([user("go [fault:slow] [words:200]")])) {
-                    if case .done = event { sawDone = true }
+                for try await batch in mistral.stream(request([user("go [fault:slow] [words:200]")])) {
+                    if case .done = batch.last { sawDone = true }
                 }
                 return sawDone
             }
