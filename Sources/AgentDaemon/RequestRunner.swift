@@ -119,9 +119,9 @@ struct RequestRunner: Sendable {
                 ],
                 to: sink)
         }
-        for try await batch in client.stream(llmRequest) {
+        var completion: Completion?
+        try await client.run(llmRequest) { batch in
             var lines: [JSONValue] = []
-            var completion: Completion?
             for event in batch {
                 switch event {
                 case .text(let text):
@@ -134,14 +134,15 @@ struct RequestRunner: Sendable {
                             id: request.id, text: done.text, toolCalls: done.toolCalls.map(\.eventJSON),
                             finishReason: done.finishReason, usage: done.usage.json, model: done.model))
                     completion = done
+                    beforeTerminal()
                 }
             }
-            if completion != nil { beforeTerminal() }
             if !lines.isEmpty { try await send(lines, to: sink) }
-            if let completion { return completion }
         }
-        // The stream ends without `done` only when the request was cancelled.
-        throw CancellationError()
+        guard let completion else {
+            throw ErrorInfo(code: .internal, message: "the upstream reply ended without a final event")
+        }
+        return completion
     }
 
     /// A write fails either because the task was cancelled (NIO refuses writes from a cancelled

@@ -28,37 +28,16 @@ public final class MistralClient: Sendable {
         self.logger = logger
     }
 
-    /// Runs `request` and yields its reply in batches (never empty): `.text` deltas, then each
-    /// `.toolCall`, then `.done`. A batch holds every event decoded since the consumer last asked.
-    /// Failures finish the stream by throwing an `ErrorInfo`. At most a few events wait for a
-    /// slow consumer; beyond that the upstream read waits too. Cancelling the consuming task or
-    /// dropping the stream cancels the upstream transfer, closing its connection.
-    public func stream(_ request: LLMRequest) -> AsyncThrowingStream<[LLMEvent], any Error> {
-        let handoff = EventHandoff(capacity: 16)
-        handoff.attach(
-            Task {
-                do throws(ErrorInfo) {
-                    try await self.run(request) { await handoff.send($0) }
-                    handoff.finish(nil)
-                } catch {
-                    handoff.finish(error)
-                }
-            }
-        )
-        let receiver = EventHandoffReceiver(handoff)
-        return AsyncThrowingStream { try await receiver.next() }
-    }
-
-    private struct AttemptFailure: Error {
-        var info: ErrorInfo
-        /// 429, 500, 502, 503, 504 or a failure to connect or stay connected.
-        var isRetried: Bool
-        var retryAfter: Duration? = nil
-        /// Part of the reply was already yielded: sending again would repeat it.
-        var afterOutput = false
-    }
-
-    private func run(_ request: LLMRequest, emit: ([LLMEvent]) async -> Void) async throws(ErrorInfo) {
+    /// Runs `request` and hands its reply to `deliver` in batches (never empty): `.text`
+    /// deltas, then each `.toolCall`, then `.done` last. A batch holds what one read of the
+    /// upstream decoded to, so a reply that arrives at once costs the caller one call.
+    ///
+    /// `deliver` runs in the caller's task: while it waits (a client that is not reading), the
+    /// upstream read waits too and curl pauses the transfer, so nothing is buffered without
+    /// bound. Whatever `deliver` throws ends the call with that same error; a failure of the
+    /// request itself is an `ErrorInfo`. Either way, and on cancellation of the calling task,
+    /// the upstream transfer is cancelled, closing its connection.
+    public func run(_ request: LLMRequest, deliver: ([LLMEvent]) async throws -> Void) async throws {
         guard let apiKey else {
             throw ErrorInfo(
                 code: .upstreamAuth,
@@ -87,11 +66,13 @@ public final class MistralClient: Sendable {
             let failure: AttemptFailure
             do throws(AttemptFailure) {
                 try await send(
-                    prepared, body: body, apiKey: apiKey, timeouts: request.timeouts, remaining: remaining, emit: emit)
+                    prepared, body: body, apiKey: apiKey, timeouts: request.timeouts, remaining: remaining,
+                    deliver: deliver)
                 return
             } catch {
                 failure = error
             }
+            if let consumerError = failure.consumerError { throw consumerError }
             let info = redacted(failure.info, apiKey: apiKey)
             guard failure.isRetried, !failure.afterOutput, attempt < request.retry.attempts else { throw info }
             let delay = request.retry.delay(afterAttempt: attempt, retryAfter: failure.retryAfter, using: &generator)
@@ -112,10 +93,21 @@ public final class MistralClient: Sendable {
         }
     }
 
+    private struct AttemptFailure: Error {
+        var info: ErrorInfo
+        /// 429, 500, 502, 503, 504 or a failure to connect or stay connected.
+        var isRetried: Bool
+        var retryAfter: Duration? = nil
+        /// Part of the reply was already delivered: sending again would repeat it.
+        var afterOutput = false
+        /// What the caller's `deliver` threw, to be rethrown as it is.
+        var consumerError: (any Error)? = nil
+    }
+
     /// One HTTP exchange: sends the body, reads the reply and yields its events.
     private func send(
         _ prepared: PreparedRequest, body: [UInt8], apiKey: String, timeouts: Timeouts, remaining: Duration,
-        emit: ([LLMEvent]) async -> Void
+        deliver: ([LLMEvent]) async throws -> Void
     ) async throws(AttemptFailure) {
         let httpRequest = HTTPRequest(
             url: baseURL + prepared.path, method: "POST",
@@ -145,10 +137,15 @@ public final class MistralClient: Sendable {
 
         var decoder = ReplyDecoder(format: prepared.format, toolCallIDs: prepared.toolCallIDs)
         var afterOutput = false
-        func deliver(_ events: [LLMEvent]) async {
+        func deliverBatch(_ events: [LLMEvent]) async throws(AttemptFailure) {
             guard !events.isEmpty else { return }
             afterOutput = true
-            await emit(events)
+            do {
+                try await deliver(events)
+            } catch {
+                // `info` goes unused: the consumer's own error is what the caller gets.
+                throw AttemptFailure(info: Self.cancelled, isRetried: false, afterOutput: true, consumerError: error)
+            }
         }
         func decode(_ sseEvents: [SSEEvent]) throws(AttemptFailure) -> [LLMEvent] {
             var events: [LLMEvent] = []
@@ -167,18 +164,19 @@ public final class MistralClient: Sendable {
                         info: ReplyDecoder.protocolError("the reply exceeds \(Self.maxReplyBytes) bytes"),
                         isRetried: false)
                 }
-                await deliver(try decodeOrFail { () throws(ErrorInfo) in try decoder.decodeResponse(reply) })
+                try await deliverBatch(try decodeOrFail { () throws(ErrorInfo) in try decoder.decodeResponse(reply) })
                 return
             }
             var parser = SSEParser()
             for try await chunk in response {
-                await deliver(try decode(try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) }))
+                try await deliverBatch(try decode(try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) }))
             }
             var last = try decode(try decodeOrFail { () throws(SSEError) in try parser.finish() })
             last += try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() }
-            await deliver(last)
-        } catch let error as AttemptFailure {
-            throw AttemptFailure(info: error.info, isRetried: error.isRetried, afterOutput: afterOutput)
+            try await deliverBatch(last)
+        } catch var failure as AttemptFailure {
+            failure.afterOutput = afterOutput
+            throw failure
         } catch let error as CurlError {
             throw Self.failure(error, afterOutput: afterOutput)
         } catch {

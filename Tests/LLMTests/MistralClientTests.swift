@@ -62,7 +62,7 @@ struct MistralClientTests {
     private func run(_ client: MistralClient, _ request: LLMRequest) async -> (events: [LLMEvent], error: ErrorInfo?) {
         var events: [LLMEvent] = []
         do {
-            for try await batch in client.stream(request) {
+            try await client.run(request) { batch in
                 #expect(!batch.isEmpty)
                 events += batch
             }
@@ -372,16 +372,20 @@ struct MistralClientTests {
         #expect(error?.retryable == true)
     }
 
-    @Test("stopping the consumer closes the upstream transfer within a second")
+    @Test("cancelling the caller closes the upstream transfer within a second")
     func cancellationClosesUpstream() async throws {
         try await withEmulator { server, curl in
             let mistral = client(server, curl)
-            let consumer = Task {
+            let consumer = Task { () -> (Bool, ErrorCode?) in
                 var sawDone = false
-                for try await batch in mistral.stream(request([user("go [fault:slow] [words:200]")])) {
-                    if case .done = batch.last { sawDone = true }
+                do {
+                    try await mistral.run(request([user("go [fault:slow] [words:200]")])) { batch in
+                        if case .done = batch.last { sawDone = true }
+                    }
+                } catch let error as ErrorInfo {
+                    return (sawDone, error.code)
                 }
-                return sawDone
+                return (sawDone, nil)
             }
             while server.stats().activeStreams == 0 { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .milliseconds(250))
@@ -391,24 +395,28 @@ struct MistralClientTests {
                 try await Task.sleep(for: .milliseconds(10))
             }
             #expect(server.stats().activeStreams == 0)
-            // A cancelled iteration of an AsyncThrowingStream ends (nil) rather than throwing.
-            let sawDone = try await consumer.value
+            let (sawDone, code) = try await consumer.value
             #expect(!sawDone)
+            #expect(code == .cancelled)
         }
     }
 
-    @Test("dropping the stream closes the upstream transfer within a second")
-    func droppedStreamClosesUpstream() async throws {
+    @Test("an error thrown by deliver closes the upstream transfer and comes back unchanged")
+    func deliverErrorClosesUpstream() async throws {
+        struct ClientGone: Error {}
         try await withEmulator { server, curl in
             let mistral = client(server, curl)
-            do {
-                var iterator = mistral.stream(request([user("go [fault:slow] [words:200]")])).makeAsyncIterator()
-                let first = try await iterator.next()
-                #expect(first != nil)
-                #expect(server.stats().activeStreams == 1)
+            var batches = 0
+            await #expect(throws: ClientGone.self) {
+                try await mistral.run(request([user("go [fault:slow] [words:200]")])) { _ in
+                    batches += 1
+                    #expect(server.stats().activeStreams == 1)
+                    throw ClientGone()
+                }
             }
-            let droppedAt = ContinuousClock.now
-            while server.stats().activeStreams > 0, ContinuousClock.now - droppedAt < .seconds(1) {
+            #expect(batches == 1)
+            let thrownAt = ContinuousClock.now
+            while server.stats().activeStreams > 0, ContinuousClock.now - thrownAt < .seconds(1) {
                 try await Task.sleep(for: .milliseconds(10))
             }
             #expect(server.stats().activeStreams == 0)
