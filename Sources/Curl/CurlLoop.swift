@@ -40,13 +40,20 @@ final class CurlLoop: @unchecked Sendable {
     /// No deadline of an active transfer is earlier than this (it may be stale-early, never late).
     private var nextDeadline = UInt64.max
 
+    /// Idle connections kept for reuse.
+    static let cachedConnections = 256
+
     init() throws(CurlError) {
         try check(globalInitResult)
         guard let multi = curl_multi_init() else { throw CurlError(.other, "curl_multi_init failed") }
         self.multi = multi
         // HTTP/2 streams to one host share a connection (the default since 7.62; stated for clarity).
+        // The connection cache's default size follows the number of transfers in flight, so
+        // the connections of a burst were closed as it ended and the next burst had to connect
+        // (and handshake TLS) again; a fixed size keeps them for it.
         do {
             try check(agentd_multi_setopt_long(multi, CURLMOPT_PIPELINING, agentd_curlpipe_multiplex))
+            try check(agentd_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, Self.cachedConnections))
         } catch {
             curl_multi_cleanup(multi)
             throw error

@@ -92,6 +92,24 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
         }
     }
 
+    @Test func connectionsOfABurstAreKeptForTheNextOne() async throws {
+        try await withServer { server, client in
+            for _ in 0..<2 {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<20 {
+                        group.addTask {
+                            let response = try await client.send(
+                                HTTPRequest(url: server.baseURL + "/stream?n=2&delay=20", method: "GET"))
+                            _ = try await collect(response)
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            #expect(server.stats.current.accepted == 20)
+        }
+    }
+
     @Test func fiftyConcurrentTransfersComplete() async throws {
         try await withServer { server, client in
             let expected = (0..<3).map { "chunk \($0)\n" }.joined()
