@@ -20,6 +20,8 @@ let package = Package(
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // glibc's malloc.h, which the Glibc module does not cover.
+        .systemLibrary(name: "CMalloc"),
 
         // Leaf modules: no agent knowledge.
         .target(name: "JSON"),
@@ -39,7 +41,7 @@ let package = Package(
         .target(
             name: "AgentDaemon",
             dependencies: [
-                "AgentCore", "AgentProtocol", "LLM", "JSON", "Systemd",
+                "AgentCore", "AgentProtocol", "LLM", "JSON", "Systemd", "CMalloc",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

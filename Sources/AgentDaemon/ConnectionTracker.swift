@@ -18,9 +18,12 @@ final class ConnectionTracker: Sendable {
     }
 
     private let state: Mutex<State>
+    private let whenIdle: @Sendable (ConnectionTracker) -> Void
 
-    init(limit: Int) {
+    /// `whenIdle` runs each time the last request in flight ends.
+    init(limit: Int, whenIdle: @escaping @Sendable (ConnectionTracker) -> Void = { _ in }) {
         state = Mutex(State(limit: limit))
+        self.whenIdle = whenIdle
     }
 
     var limit: Int { state.withLock { $0.limit } }
@@ -46,7 +49,10 @@ final class ConnectionTracker: Sendable {
     }
 
     func finished(_ handle: RequestHandle) {
-        _ = state.withLock { $0.requests.removeValue(forKey: ObjectIdentifier(handle)) }
+        let idle = state.withLock { state in
+            state.requests.removeValue(forKey: ObjectIdentifier(handle)) != nil && state.requests.isEmpty
+        }
+        if idle { whenIdle(self) }
     }
 
     /// True once no request is in flight, false if some still are after `grace`. Polls: it

@@ -62,7 +62,10 @@ public struct Daemon: Sendable {
             baseURL: settings.baseURL, apiKey: settings.apiKey, transport: transport, logger: logger)
         let eventLoops = MultiThreadedEventLoopGroup.singleton
 
-        let tracker = ConnectionTracker(limit: config.maxConnections)
+        let heapTrimmer = HeapTrimmer()
+        let tracker = ConnectionTracker(limit: config.maxConnections) { tracker in
+            heapTrimmer.schedule { tracker.inFlight == 0 }
+        }
         let runner = RequestRunner(client: client, logger: logger, logContent: config.logContent)
         let requestCounter = Atomic<UInt64>(0)
         let pid = getpid()

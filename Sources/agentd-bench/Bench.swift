@@ -272,8 +272,9 @@ struct Bench {
             "held \(hold.held), failed \(hold.failed) \(hold.errors), RSS \(fixed(results.holdRSS / 1_048_576, 1)) MiB, emulator \(results.holdEmulator)"
         )
         generator.closeAll(channels)
-        // Let cancellations reach the upstream before the last reading.
-        usleep(2_000_000)
+        // Long enough for the cancellations to reach the upstream and for agentd to give the
+        // freed heap back: it trims 1 s after going idle, at most every 10 s (HeapTrimmer).
+        usleep(12_000_000)
         results.afterHoldRSS = daemon.child.residentBytes
     }
 

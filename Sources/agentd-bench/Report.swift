@@ -105,7 +105,7 @@ struct Report {
             | RSS before the streams (after the latency runs) | \(mib(results.holdBaseRSS)) |
             | RSS with the streams held | \(mib(results.holdRSS)) |
             | RSS per stream | \(fixed(perStream / 1024, 1)) KiB |
-            | RSS 2 s after the clients closed | \(mib(results.afterHoldRSS)) |
+            | RSS 12 s after the clients closed | \(mib(results.afterHoldRSS)) |
             | emulator's own count while held | `\(results.holdEmulator)` |
 
             """

@@ -1,0 +1,59 @@
+import Synchronization
+import Testing
+
+@testable import AgentDaemon
+
+@Suite struct HeapTrimmerTests {
+    private final class Probe: Sendable {
+        let trims = Mutex(0)
+        let idle = Mutex(true)
+
+        var count: Int { trims.withLock { $0 } }
+
+        /// Waits (up to 10 s) until `count` trims have happened.
+        func waitFor(_ count: Int) async throws {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while self.count < count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        }
+    }
+
+    private func trimmer(_ probe: Probe, interval: Duration = .seconds(30)) -> HeapTrimmer {
+        HeapTrimmer(delay: .milliseconds(20), minimumInterval: interval) { probe.trims.withLock { $0 += 1 } }
+    }
+
+    @Test func trimsOnceAfterTheDelayHoweverOftenTheDaemonGoesIdle() async throws {
+        let probe = Probe()
+        let trimmer = trimmer(probe)
+        for _ in 0..<5 { trimmer.schedule { probe.idle.withLock { $0 } } }
+        try await probe.waitFor(1)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(probe.count == 1)
+    }
+
+    @Test func aRequestArrivingDuringTheDelayCallsTheTrimOff() async throws {
+        let probe = Probe()
+        let trimmer = trimmer(probe)
+        probe.idle.withLock { $0 = false }
+        trimmer.schedule { probe.idle.withLock { $0 } }
+        try await Task.sleep(for: .milliseconds(150))
+        #expect(probe.count == 0)
+        // When that request ends, the daemon is idle again and schedules anew.
+        probe.idle.withLock { $0 = true }
+        trimmer.schedule { probe.idle.withLock { $0 } }
+        try await probe.waitFor(1)
+        #expect(probe.count == 1)
+    }
+
+    @Test func trimsAreAtLeastTheMinimumIntervalApart() async throws {
+        let probe = Probe()
+        let trimmer = trimmer(probe, interval: .seconds(1))
+        trimmer.schedule { probe.idle.withLock { $0 } }
+        try await probe.waitFor(1)
+        let first = ContinuousClock.now
+        trimmer.schedule { probe.idle.withLock { $0 } }
+        try await probe.waitFor(2)
+        #expect(probe.count == 2)
+        // The second idle period is not dropped: it trims once the interval has passed.
+        #expect(ContinuousClock.now - first >= .milliseconds(900))
+    }
+}
