@@ -45,6 +45,10 @@ final class Listener: Sendable {
             UnixSocket.remove(path: address.path, inode: bound.inode)
             throw error
         }
+        // NIO adopts the socket by listening again with its default backlog (128), and its
+        // `.backlog` option only applies to sockets it binds itself: a burst of connects beyond
+        // 128 then failed with EAGAIN. Listening once more restores the daemon's backlog.
+        Glibc.listen(bound.descriptor, UnixSocket.backlog)
         let acceptLoop = Task {
             _ = try? await server.executeThenClose { connections in
                 await withDiscardingTaskGroup { group in

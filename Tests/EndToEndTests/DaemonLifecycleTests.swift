@@ -204,4 +204,33 @@ import Testing
         #expect(third.next()?["error"]?["code"] == "overloaded")
         #expect(third.isClosedByPeer())
     }
+
+    @Test func aBurstOfConnectsWaitsInTheBacklogInsteadOfFailing() throws {
+        let harness = try DaemonHarness(agents: ["a.yaml": Agents.chat])
+        let daemon = try harness.start()
+        // Stopped, agentd accepts nothing: every connect below must find room in the backlog.
+        // NIO listens again with a backlog of 128 when it adopts a bound socket, so without the
+        // daemon raising it back the 129th connect failed with EAGAIN.
+        // The kernel caps any backlog at net.core.somaxconn (4096 by default since Linux 5.4).
+        let somaxconn =
+            (try? String(contentsOfFile: "/proc/sys/net/core/somaxconn", encoding: .utf8))
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 4096
+        daemon.signal(SIGSTOP)
+        var descriptors: [Int32] = []
+        var failures: [Int32: Int] = [:]
+        for _ in 0..<min(600, somaxconn) {
+            let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            if withUnixAddress(harness.socketPath("a"), { connect(descriptor, $0, $1) }) == 0 {
+                descriptors.append(descriptor)
+            } else {
+                failures[errno, default: 0] += 1
+                close(descriptor)
+            }
+        }
+        daemon.signal(SIGCONT)
+        for descriptor in descriptors { close(descriptor) }
+        #expect(failures.isEmpty, "connect errors by errno: \(failures)")
+        let client = try harness.connect("a")
+        #expect(client.request(["id": 1, "input": "still serving"]).last?["type"] == "done")
+    }
 }
