@@ -147,14 +147,22 @@ public final class MistralClient: Sendable {
                 throw AttemptFailure(info: Self.cancelled, isRetried: false, afterOutput: true, consumerError: error)
             }
         }
-        func decode(_ sseEvents: [SSEEvent]) throws(AttemptFailure) -> [LLMEvent] {
+        /// Decodes one read's events (and the end of the stream, if it is the last) and delivers
+        /// them as one batch. What decoded before a bad event still goes out, ahead of the error.
+        func decodeAndDeliver(_ sseEvents: [SSEEvent], endingTheStream: Bool = false) async throws(AttemptFailure) {
             var events: [LLMEvent] = []
-            for event in sseEvents {
-                events += try decodeOrFail { () throws(ErrorInfo) in
-                    try decoder.decode(event: event.event, data: event.data)
+            do throws(AttemptFailure) {
+                for event in sseEvents {
+                    events += try decodeOrFail { () throws(ErrorInfo) in
+                        try decoder.decode(event: event.event, data: event.data)
+                    }
                 }
+                if endingTheStream { events += try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() } }
+            } catch {
+                try await deliverBatch(events)
+                throw error
             }
-            return events
+            try await deliverBatch(events)
         }
         do {
             guard prepared.stream else {
@@ -169,11 +177,10 @@ public final class MistralClient: Sendable {
             }
             var parser = SSEParser()
             for try await chunk in response {
-                try await deliverBatch(try decode(try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) }))
+                try await decodeAndDeliver(try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) })
             }
-            var last = try decode(try decodeOrFail { () throws(SSEError) in try parser.finish() })
-            last += try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() }
-            try await deliverBatch(last)
+            try await decodeAndDeliver(
+                try decodeOrFail { () throws(SSEError) in try parser.finish() }, endingTheStream: true)
         } catch var failure as AttemptFailure {
             failure.afterOutput = afterOutput
             throw failure

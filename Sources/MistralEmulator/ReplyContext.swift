@@ -345,7 +345,8 @@ struct ReplyContext {
         return events
     }
 
-    /// The second event's data (or the body's second half) replaced by text that is not JSON.
+    /// The third event's data (or the body's second half) replaced by text that is not JSON: the
+    /// first text of the reply comes before it, as when a stream breaks in mid-reply.
     private func malformed(_ body: Reply.Body) -> Reply.Body {
         switch body {
         case .bytes(let bytes):
@@ -355,7 +356,7 @@ struct ReplyContext {
             let broken =
                 isConversation
                 ? "event: message.output.delta\ndata: {\"type\": malformed\n\n" : "data: {\"id\": malformed\n\n"
-            events[1] = Array(broken.utf8)
+            events[min(2, events.count - 1)] = Array(broken.utf8)
             return .events(events)
         }
     }

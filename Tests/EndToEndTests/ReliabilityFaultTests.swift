@@ -99,6 +99,8 @@ import Testing
         let client = try harness.connect("quick")
         let events = client.request(["id": "m", "input": "a b c [fault:malformed]"])
         #expect(events.last?["error"]?["code"] == "upstream_protocol", "\(events.last?.jsonText ?? "none")")
+        // The text before the bad event is not lost.
+        #expect(events.filter { $0["type"] == "delta" }.compactMap { $0["text"]?.stringValue } == ["Echo: "])
         #expect(terminalCount(events) == 1)
         try expectStillServingWithNoOpenTransfers()
     }

@@ -336,15 +336,17 @@ struct MistralClientTests {
         }
     }
 
-    @Test("a malformed stream is upstream_protocol")
+    @Test("a malformed stream is upstream_protocol, after the text that came before the bad event")
     func malformed() async throws {
         try await withEmulator { server, curl in
             for upstream in [
                 Upstream.chatCompletions(model: "mistral-small-latest"), .conversations(agentID: Self.agentID),
             ] {
-                let (_, error) = await run(
+                let (events, error) = await run(
                     client(server, curl), request(upstream, [user("hi there [fault:malformed]")]))
                 #expect(error?.code == .upstreamProtocol)
+                // The bad event arrives in the same read as the first word: that word still goes out.
+                #expect(events == [.text("Echo: ")])
             }
         }
     }

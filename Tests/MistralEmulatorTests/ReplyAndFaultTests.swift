@@ -199,15 +199,18 @@ struct ReplyAndFaultTests {
         }
     }
 
-    @Test func malformedStreamHasANonJSONSecondEvent() async throws {
+    @Test func malformedStreamHasANonJSONThirdEvent() async throws {
         try await withEmulator { server in
             let response = try server.send("/v1/chat/completions", chatBody("one two [fault:malformed]"))
             let events = response.events
             #expect((try? JSONParser.parse(events[0].data)) != nil)
-            #expect((try? JSONParser.parse(events[1].data)) == nil)
+            let firstChoice = (try? JSONParser.parse(events[1].data))?["choices"]?.arrayValue?.first
+            #expect(firstChoice?["delta"]?["content"] == "Echo: ")
+            #expect((try? JSONParser.parse(events[2].data)) == nil)
             let conversation = try server.send("/v1/conversations", conversationBody("one two [fault:malformed]"))
                 .events
-            #expect((try? JSONParser.parse(conversation[1].data)) == nil)
+            #expect((try? JSONParser.parse(conversation[1].data))?["content"] == "Echo: ")
+            #expect((try? JSONParser.parse(conversation[2].data)) == nil)
         }
     }
 
