@@ -81,17 +81,23 @@ public final class HTTPResponse: AsyncSequence, Sendable {
         public typealias Element = [UInt8]
         public typealias Failure = CurlError
 
+        /// The most one call joins: a consumer that turns a chunk into one batch of work (and one
+        /// write) then holds a small batch per stream, even when curl has 256 KiB waiting.
+        static let maxJoinedBytes = 16 << 10
+
         // Holding the response keeps it (and the transfer) alive while iterating.
         private let response: HTTPResponse
-        /// Reused for every take, so it keeps its capacity.
+        /// Chunks taken from the transfer in one go, handed out from `nextChunk` on.
         private var chunks: [[UInt8]] = []
+        private var nextChunk = 0
 
         init(response: HTTPResponse) {
             self.response = response
         }
 
-        /// Everything received since the previous call, as one chunk: a consumer that decodes
-        /// per chunk then handles a burst of small reads (SSE events) in one go.
+        /// What was received since the previous call, as one chunk of at most `maxJoinedBytes`
+        /// (or one chunk as curl delivered it, if larger): a consumer that decodes per chunk
+        /// then handles a burst of small reads (SSE events) in one go.
         public mutating func next(isolation actor: isolated (any Actor)? = #isolation) async throws(CurlError)
             -> [UInt8]?
         {
@@ -101,18 +107,12 @@ public final class HTTPResponse: AsyncSequence, Sendable {
                     transfer.cancel(.cancelled)
                     throw .cancelled
                 }
-                defer { chunks.removeAll(keepingCapacity: true) }
+                if nextChunk < chunks.count { return joinNextChunks() }
+                chunks.removeAll(keepingCapacity: true)
+                nextChunk = 0
                 switch transfer.take(into: &chunks) {
-                case .chunks where chunks.count == 1:
-                    // Moved out, not copied: the caller gets the only reference to the bytes.
-                    var chunk: [UInt8] = []
-                    swap(&chunk, &chunks[0])
-                    return chunk
                 case .chunks:
-                    var joined: [UInt8] = []
-                    joined.reserveCapacity(chunks.reduce(0) { $0 + $1.count })
-                    for chunk in chunks { joined += chunk }
-                    return joined
+                    continue
                 case .end(.finished):
                     return nil
                 case .end(.failed(let error)):
@@ -125,6 +125,20 @@ public final class HTTPResponse: AsyncSequence, Sendable {
                     }
                 }
             }
+        }
+
+        /// The next chunk, with as many following ones as fit in `maxJoinedBytes`.
+        private mutating func joinNextChunks() -> [UInt8] {
+            // Moved out, not copied: the caller gets the only reference to the bytes.
+            var joined: [UInt8] = []
+            swap(&joined, &chunks[nextChunk])
+            nextChunk += 1
+            while nextChunk < chunks.count, joined.count + chunks[nextChunk].count <= Self.maxJoinedBytes {
+                joined += chunks[nextChunk]
+                chunks[nextChunk] = []
+                nextChunk += 1
+            }
+            return joined
         }
 
         public mutating func next() async throws(CurlError) -> [UInt8]? {

@@ -123,7 +123,8 @@ import Testing
         print("back-pressure: \(paused) transfers paused, agentd grew by \(peak - baseline) KiB while not read")
         #expect(paused == count, "transfers should be paused, not finished")
         // Buffering the unread events alone would take 6 × ≈1.6 MB (the SSE bytes ≈6 MB more
-        // each); back-pressured, agentd grows by about 1.5 MB.
+        // each); back-pressured, agentd grows by about 3 MB (curl's paused buffers, one batch
+        // of events per stream, NIO's pending writes).
         // Under AddressSanitizer freed memory stays resident in its quarantine, so RSS says
         // nothing there; the paused transfers above still prove the back-pressure.
         if ProcessInfo.processInfo.environment["AGENTD_TEST_SANITIZER"] != "address" {
