@@ -37,8 +37,9 @@ final class HeapTrimmer: Sendable {
     /// request arriving meanwhile calls the trim off; the next one to end schedules it again.
     func schedule(ifStillIdle isIdle: @escaping @Sendable () -> Bool) {
         let start = state.withLock { state in
-            defer { state.scheduled = true }
-            return !state.scheduled
+            guard !state.scheduled else { return false }
+            state.scheduled = true
+            return true
         }
         guard start else { return }
         Task {
