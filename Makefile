@@ -137,7 +137,8 @@ fuzz: deps
 check-sanitizers: test-deps
 	AGENTD_TEST_SANITIZER=address LSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/lsan.supp \
 		$(SWIFT) test --sanitize=address --scratch-path .build-asan
-	TSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/tsan.supp $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+	AGENTD_TEST_SANITIZER=thread TSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/tsan.supp \
+		$(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
 clean:
 	rm -rf .build run
