@@ -93,16 +93,19 @@ let package = Package(
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
         // Fixtures are read in place through #filePath.
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM"], exclude: ["Fixtures"]),
+        // What more than one test target needs.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "CurlTests",
             dependencies: [
-                "Curl",
+                "Curl", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "LLMTests", dependencies: ["LLM", "JSON", "AgentProtocol", "MistralEmulator"]),
+        .testTarget(
+            name: "LLMTests", dependencies: ["LLM", "JSON", "AgentProtocol", "MistralEmulator", "TestSupport"]),
         .testTarget(
             name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON"], resources: [.copy("Fixtures")]
         ),

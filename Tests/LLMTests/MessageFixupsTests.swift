@@ -1,5 +1,6 @@
 import AgentProtocol
 import JSON
+import TestSupport
 import Testing
 
 @testable import LLM

@@ -3,6 +3,7 @@ import Curl
 import JSON
 import Logging
 import MistralEmulator
+import TestSupport
 import Testing
 
 @testable import LLM

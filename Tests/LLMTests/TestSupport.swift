@@ -2,19 +2,6 @@ import JSON
 
 @testable import LLM
 
-/// A seeded generator, so generated tests fail the same way every run.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 func user(_ text: String, name: String? = nil) -> ChatMessage { ChatMessage(role: .user, content: text, name: name) }
 func system(_ text: String) -> ChatMessage { ChatMessage(role: .system, content: text) }
 func assistant(_ text: String?, calls: [String] = [], prefix: Bool = false) -> ChatMessage {
