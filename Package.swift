@@ -116,6 +116,7 @@ let package = Package(
             dependencies: [
                 "AgentDaemon", "AgentProtocol", "JSON",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),

@@ -65,7 +65,9 @@ struct ConnectionHandler: Sendable {
     let tracker: ConnectionTracker
     let decoder: WireDecoder
 
-    func serve(_ channel: NIOAsyncChannel<InboundLine, ByteBuffer>) async {
+    /// `executor` runs the connection's requests: the task calling this prefers it already, and
+    /// the request tasks, which are unstructured, are given it.
+    func serve(_ channel: NIOAsyncChannel<InboundLine, ByteBuffer>, on executor: EventLoopExecutor) async {
         let state = ConnectionState()
         let peer = await Self.peerIdentity(of: channel.channel)
         guard let registration = tracker.open(state, channel: channel.channel) else {
@@ -99,7 +101,9 @@ struct ConnectionHandler: Sendable {
                                         code: .requestTooLarge,
                                         message: "request line exceeds max_request_bytes (\(limit) bytes); discarded")))
                         case .line(let bytes):
-                            if let work = try await handle(line: bytes, state: state, peer: peer, sink: sink) {
+                            if let work = try await handle(
+                                line: bytes, state: state, peer: peer, sink: sink, executor: executor)
+                            {
                                 group.addTask { await work() }
                             }
                         }
@@ -113,7 +117,7 @@ struct ConnectionHandler: Sendable {
 
     /// Answers a line at once, or returns the work to run concurrently with later lines.
     private func handle(
-        line: ByteBuffer, state: ConnectionState, peer: PeerIdentity?, sink: ChannelSink
+        line: ByteBuffer, state: ConnectionState, peer: PeerIdentity?, sink: ChannelSink, executor: EventLoopExecutor
     ) async throws -> (@Sendable () async -> Void)? {
         switch decoder.decode(line.readableBytesView) {
         case .failure(let error):
@@ -139,7 +143,7 @@ struct ConnectionHandler: Sendable {
                             message: "command: required on the control socket (list, status, reload, chat)")))
                 return nil
             }
-            return try await admit(request, to: agent, state: state, peer: peer, sink: sink)
+            return try await admit(request, to: agent, state: state, peer: peer, sink: sink, executor: executor)
         case .success(.control(let id, let command, let body)):
             if command == "chat" {
                 switch control.chatTarget(id: id, body: body, decoder: decoder) {
@@ -147,7 +151,7 @@ struct ConnectionHandler: Sendable {
                     try await sink.send(Event.error(id: id, error.info))
                     return nil
                 case .success(let (request, agent)):
-                    return try await admit(request, to: agent, state: state, peer: nil, sink: sink)
+                    return try await admit(request, to: agent, state: state, peer: nil, sink: sink, executor: executor)
                 }
             }
             let reply = await control.run(id: id, command: command, body: body)
@@ -157,7 +161,8 @@ struct ConnectionHandler: Sendable {
     }
 
     private func admit(
-        _ request: ChatRequest, to agent: AgentRuntime, state: ConnectionState, peer: PeerIdentity?, sink: ChannelSink
+        _ request: ChatRequest, to agent: AgentRuntime, state: ConnectionState, peer: PeerIdentity?, sink: ChannelSink,
+        executor: EventLoopExecutor
     ) async throws -> (@Sendable () async -> Void)? {
         if tracker.isShuttingDown {
             try await sink.send(
@@ -211,7 +216,7 @@ struct ConnectionHandler: Sendable {
         let runner = runner
         let tracker = tracker
         return {
-            let task = Task {
+            let task = Task(executorPreference: executor) {
                 await runner.run(
                     request, on: agent, reservation: reservation, handle: handle, peer: peer?.runnerPeer, sink: sink,
                     beforeTerminal: { state.finish(request.id, handle) })

@@ -60,7 +60,7 @@ public struct Daemon: Sendable {
         defer { transport.shutdown() }
         let client = MistralClient(
             baseURL: settings.baseURL, apiKey: settings.apiKey, transport: transport, logger: logger)
-        let eventLoops = MultiThreadedEventLoopGroup.singleton
+        let eventLoops = ServingEventLoops()
 
         let heapTrimmer = HeapTrimmer()
         let tracker = ConnectionTracker(limit: config.maxConnections) { tracker in

@@ -23,15 +23,16 @@ final class Listener: Sendable {
         self.acceptLoop = acceptLoop
     }
 
-    /// Binds `address` and serves each connection with `handler`, concurrently.
+    /// Binds `address` and serves each connection with `handler`, concurrently, on the event
+    /// loop that owns the connection.
     static func start(
-        _ address: SocketBinding, on group: any EventLoopGroup, maxLineBytes: @escaping @Sendable () -> Int,
+        _ address: SocketBinding, on eventLoops: ServingEventLoops, maxLineBytes: @escaping @Sendable () -> Int,
         handler: ConnectionHandler
     ) async throws -> Listener {
         let bound = try UnixSocket.listen(path: address.path, mode: address.mode, group: address.group)
         let server: NIOAsyncChannel<NIOAsyncChannel<InboundLine, ByteBuffer>, Never>
         do {
-            server = try await ServerBootstrap(group: group)
+            server = try await ServerBootstrap(group: eventLoops.group)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(bound.descriptor) { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -54,7 +55,10 @@ final class Listener: Sendable {
                 await withDiscardingTaskGroup { group in
                     do {
                         for try await connection in connections {
-                            group.addTask { await handler.serve(connection) }
+                            let executor = eventLoops.executor(for: connection.channel.eventLoop)
+                            group.addTask(executorPreference: executor) {
+                                await handler.serve(connection, on: executor)
+                            }
                         }
                     } catch {
                         // The listening socket was closed: stop accepting, let open connections finish.

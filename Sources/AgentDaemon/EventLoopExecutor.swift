@@ -1,0 +1,110 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Runs a connection's tasks on the event loop that owns its channel.
+///
+/// On Swift's global pool every request crossed threads several times: the loop read the line
+/// and woke a pool thread, the pool thread's writes hopped back to the loop, and the curl
+/// thread's resumptions woke the pool again. On the channel's own loop the reads and writes are
+/// direct calls and the only hand-offs left are to and from the curl thread. Whatever runs here
+/// must not block: it would hold up every connection the loop owns.
+final class EventLoopExecutor: TaskExecutor, @unchecked Sendable {
+    /// NIO runs tasks until none is pending before it polls for I/O again, and a request whose
+    /// reply keeps arriving keeps making jobs (the curl thread resumes it, it writes, it waits
+    /// for more): without a bound the loop would read none of its sockets, not even a `cancel`
+    /// line, until that reply ended.
+    static let jobsPerTick = 128
+    /// How long jobs over the budget wait. A timer, because NIO offers no way to queue work
+    /// behind the next poll: long enough that the loop finds nothing ready, ends the tick and
+    /// polls, and short against a request's own latency.
+    static let deferral = TimeAmount.microseconds(20)
+
+    private struct Queue {
+        var jobs: [UnownedJob] = []
+        /// A drain is on the loop's task queue or timer: jobs enqueued meanwhile wait for it.
+        var drainRequested = false
+    }
+
+    let eventLoop: any EventLoop
+    private let queue = Mutex(Queue())
+    // Event loop thread only.
+    private var jobsThisTick = 0
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    /// Jobs queue here and the loop runs them in batches: one NIO task per batch rather than
+    /// per job.
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let requestDrain = queue.withLock { queue in
+            queue.jobs.append(job)
+            defer { queue.drainRequested = true }
+            return !queue.drainRequested
+        }
+        if requestDrain { eventLoop.execute { self.drain() } }
+    }
+
+    private func drain() {
+        guard jobsThisTick < Self.jobsPerTick else {
+            // One timer at a time: a timer per job would fire within the same tick once there
+            // are enough of them, and keep the tick from ending.
+            eventLoop.scheduleTask(in: Self.deferral) { self.drain() }
+            return
+        }
+        let jobs = queue.withLock { queue in
+            queue.drainRequested = false
+            return queue.jobs.take()
+        }
+        jobsThisTick += jobs.count
+        for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
+    }
+
+    /// Called on the loop's thread once it has run what was pending and is about to poll.
+    fileprivate func tickEnded() {
+        jobsThisTick = 0
+    }
+}
+
+extension Array {
+    /// The elements, leaving the array empty.
+    fileprivate mutating func take() -> [Element] {
+        var taken: [Element] = []
+        swap(&taken, &self)
+        return taken
+    }
+}
+
+/// The event loops that serve agentd's sockets, and a task executor for each.
+final class ServingEventLoops: Sendable {
+    let group: MultiThreadedEventLoopGroup
+    private let ticks: TickObserver
+
+    init(threads: Int = System.coreCount) {
+        ticks = TickObserver()
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads, metricsDelegate: ticks)
+        for loop in group.makeIterator() {
+            ticks.executors.withLock { $0[ObjectIdentifier(loop)] = EventLoopExecutor(eventLoop: loop) }
+        }
+    }
+
+    /// The executor of `loop`, one of this group's.
+    func executor(for loop: any EventLoop) -> EventLoopExecutor {
+        guard let executor = ticks.executors.withLock({ $0[ObjectIdentifier(loop)] }) else {
+            preconditionFailure("\(loop) is not one of agentd's serving event loops")
+        }
+        return executor
+    }
+
+    /// NIO reports the end of each loop tick to a metrics delegate: the only hook where a loop
+    /// is between running tasks and polling.
+    private final class TickObserver: NIOEventLoopMetricsDelegate {
+        let executors = Mutex<[ObjectIdentifier: EventLoopExecutor]>([:])
+
+        func processedTick(info: NIOEventLoopTickInfo) {
+            executors.withLock { $0[info.eventLoopID] }?.tickEnded()
+        }
+    }
+}
