@@ -84,12 +84,18 @@ public final class HTTPResponse: AsyncSequence, Sendable {
         /// The most one call joins: a consumer that turns a chunk into one batch of work (and one
         /// write) then holds a small batch per stream, even when curl has 256 KiB waiting.
         static let maxJoinedBytes = 16 << 10
+        /// Chunks handed out in a row without waiting, after which a call yields first. A body
+        /// that arrives as fast as it is read would otherwise never let the consumer suspend,
+        /// and it would hold its executor's thread (for a task on an event loop: every other
+        /// connection of that loop, its `cancel` lines included) until the body ended.
+        static let chunksBetweenYields = 4
 
         // Holding the response keeps it (and the transfer) alive while iterating.
         private let response: HTTPResponse
         /// Chunks taken from the transfer in one go, handed out from `nextChunk` on.
         private var chunks: [[UInt8]] = []
         private var nextChunk = 0
+        private var chunksSinceSuspending = 0
 
         init(response: HTTPResponse) {
             self.response = response
@@ -102,12 +108,19 @@ public final class HTTPResponse: AsyncSequence, Sendable {
             -> [UInt8]?
         {
             let transfer = response.transfer
+            if chunksSinceSuspending >= Self.chunksBetweenYields {
+                chunksSinceSuspending = 0
+                await Task.yield()
+            }
             while true {
                 if Task.isCancelled {
                     transfer.cancel(.cancelled)
                     throw .cancelled
                 }
-                if nextChunk < chunks.count { return joinNextChunks() }
+                if nextChunk < chunks.count {
+                    chunksSinceSuspending += 1
+                    return joinNextChunks()
+                }
                 chunks.removeAll(keepingCapacity: true)
                 nextChunk = 0
                 switch transfer.take(into: &chunks) {
@@ -118,6 +131,7 @@ public final class HTTPResponse: AsyncSequence, Sendable {
                 case .end(.failed(let error)):
                     throw error
                 case .wait:
+                    chunksSinceSuspending = 0
                     await withTaskCancellationHandler {
                         await transfer.waitForBody()
                     } onCancel: {

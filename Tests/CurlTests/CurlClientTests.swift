@@ -1,6 +1,7 @@
 internal import CCurl
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 @testable import Curl
@@ -19,6 +20,18 @@ private func failure(_ body: () async throws -> Void) async -> CurlError? {
         return nil
     } catch {
         return error as? CurlError
+    }
+}
+
+/// Runs tasks on one NIO event loop's thread, one job after another.
+private final class OneLoopExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
 
@@ -146,6 +159,34 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
             for try await chunk in response { received += chunk.count }
             #expect(received == size)
         }
+    }
+
+    /// A body already received is handed out without waiting; the iterator must still let other
+    /// tasks on the consumer's thread run now and then.
+    @Test func readingABodyThatIsAllThereLetsOtherTasksOnTheThreadRun() async throws {
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let oneThread = OneLoopExecutor(loop: loop.next())
+        try await withServer { server, client in
+            let size = 200_000  // below the pause threshold: curl takes it all
+            let request = HTTPRequest(url: server.baseURL + "/large?bytes=\(size)", method: "GET")
+            let chunksBeforeTheOtherTaskRan = try await Task(executorPreference: oneThread) { () -> Int? in
+                let response = try await client.send(request)
+                #expect(await server.stats.wait { $0.largeBytesWritten == size })
+                try await Task.sleep(for: .milliseconds(200))
+                let otherTaskRan = Atomic(false)
+                // Queued behind this task on the same thread: it runs only when this one lets go.
+                Task(executorPreference: oneThread) { otherTaskRan.store(true, ordering: .relaxed) }
+                var chunks = 0
+                for try await _ in response {
+                    if otherTaskRan.load(ordering: .relaxed) { return chunks }
+                    chunks += 1
+                }
+                return nil
+            }.value
+            let ranAfter = try #require(chunksBeforeTheOtherTaskRan, "the other task ran only after the body ended")
+            #expect(ranAfter <= HTTPResponse.Iterator.chunksBetweenYields)
+        }
+        try await loop.shutdownGracefully()
     }
 
     @Test func stallAfterTheHeadIsAnIdleTimeout() async throws {
