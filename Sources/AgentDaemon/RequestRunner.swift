@@ -38,17 +38,21 @@ struct RequestRunner: Sendable {
     ) async {
         let definition = agent.definition
         let started = ContinuousClock.now
-        var logger = logger
-        logger[metadataKey: "agent"] = "\(agent.name)"
-        logger[metadataKey: "request.id"] = "\(request.id)"
-        if let peer {
-            logger[metadataKey: "peer.uid"] = "\(peer.uid)"
-            logger[metadataKey: "peer.pid"] = "\(peer.pid)"
+        // Built only for messages the log level lets through: most requests log none.
+        func metadata(_ fields: Logger.Metadata) -> Logger.Metadata {
+            var metadata = fields
+            metadata["agent"] = "\(agent.name)"
+            metadata["request.id"] = "\(request.id)"
+            if let peer {
+                metadata["peer.uid"] = "\(peer.uid)"
+                metadata["peer.pid"] = "\(peer.pid)"
+            }
+            return metadata
         }
         if logContent, let last = request.messages.last?.content {
-            logger.info("Request received", metadata: ["content": "\(last)"])
+            logger.info("Request received", metadata: metadata(["content": "\(last)"]))
         } else {
-            logger.debug("Request received", metadata: ["messages": "\(request.messages.count)"])
+            logger.debug("Request received", metadata: metadata(["messages": "\(request.messages.count)"]))
         }
         agent.count {
             $0.requests += 1
@@ -67,7 +71,7 @@ struct RequestRunner: Sendable {
                 $0.promptTokens += completion.usage.promptTokens
                 $0.completionTokens += completion.usage.completionTokens
             }
-            if logContent { logger.info("Reply", metadata: ["content": "\(completion.text)"]) }
+            if logContent { logger.info("Reply", metadata: metadata(["content": "\(completion.text)"])) }
             outcome = nil
         } catch is SinkClosed {
             outcome = handle.cancellationReason ?? .clientDisconnected
@@ -84,12 +88,12 @@ struct RequestRunner: Sendable {
             agent.count { $0.errors += 1 }
             logger.notice(
                 "Request failed",
-                metadata: [
+                metadata: metadata([
                     "error.code": "\(outcome.code.rawValue)", "error.message": "\(outcome.message)",
                     "duration_ms": "\(elapsed.milliseconds)",
-                ])
+                ]))
         } else {
-            logger.info("Request done", metadata: ["duration_ms": "\(elapsed.milliseconds)"])
+            logger.info("Request done", metadata: metadata(["duration_ms": "\(elapsed.milliseconds)"]))
         }
     }
 

@@ -134,6 +134,8 @@ private struct Cursor {
         guard depth <= maxDepth else { throw error(.tooDeep(limit: maxDepth)) }
         index += 1
         var members: [(key: String, value: JSONValue)] = []
+        // One allocation for the objects agentd reads most (stream chunks, request lines).
+        members.reserveCapacity(8)
         skipWhitespace()
         if try peek() == UInt8(ascii: "}") {
             index += 1
