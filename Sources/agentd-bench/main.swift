@@ -14,6 +14,7 @@ func benchMain() -> Int32 {
     var soakSeconds: Double?
     var holdStreams: Int?
     var words: Int?
+    var soakClients = 100
     var quick = ProcessInfo.processInfo.environment["BENCH_QUICK"].map { !$0.isEmpty && $0 != "0" } ?? false
     while let argument = arguments.popFirst() {
         switch argument {
@@ -23,10 +24,11 @@ func benchMain() -> Int32 {
         case "--soak": soakSeconds = arguments.popFirst().flatMap { Double($0) }
         case "--hold": holdStreams = arguments.popFirst().flatMap { Int($0) }
         case "--words": words = arguments.popFirst().flatMap { Int($0) }
+        case "--clients": soakClients = arguments.popFirst().flatMap { Int($0) } ?? soakClients
         default:
             FileHandle.standardError.write(
                 Data(
-                    "usage: agentd-bench [--bin DIR] [--quick] [--out FILE] [--soak SECONDS [--words N] | --hold STREAMS]\n"
+                    "usage: agentd-bench [--bin DIR] [--quick] [--out FILE] [--soak SECONDS [--words N] [--clients N] | --hold STREAMS]\n"
                         .utf8))
             return 64
         }
@@ -55,7 +57,7 @@ func benchMain() -> Int32 {
             return 0
         }
         if let soakSeconds {
-            try bench.soak(seconds: soakSeconds, clients: 100)
+            try bench.soak(seconds: soakSeconds, clients: soakClients)
             return 0
         }
         let results = try bench.run(swiftVersion: ProcessInfo.processInfo.environment["BENCH_SWIFT_VERSION"] ?? "")
