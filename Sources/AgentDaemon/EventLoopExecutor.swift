@@ -80,19 +80,20 @@ extension Array {
 /// The event loops that serve agentd's sockets, and a task executor for each.
 final class ServingEventLoops: Sendable {
     let group: MultiThreadedEventLoopGroup
-    private let ticks: TickObserver
+    private let executors: [ObjectIdentifier: EventLoopExecutor]
 
     init(threads: Int = System.coreCount) {
-        ticks = TickObserver()
+        let ticks = TickObserver()
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads, metricsDelegate: ticks)
-        for loop in group.makeIterator() {
-            ticks.executors.withLock { $0[ObjectIdentifier(loop)] = EventLoopExecutor(eventLoop: loop) }
-        }
+        var executors: [ObjectIdentifier: EventLoopExecutor] = [:]
+        for loop in group.makeIterator() { executors[ObjectIdentifier(loop)] = EventLoopExecutor(eventLoop: loop) }
+        self.executors = executors
+        ticks.observe(executors.values)
     }
 
     /// The executor of `loop`, one of this group's.
     func executor(for loop: any EventLoop) -> EventLoopExecutor {
-        guard let executor = ticks.executors.withLock({ $0[ObjectIdentifier(loop)] }) else {
+        guard let executor = executors[ObjectIdentifier(loop)] else {
             preconditionFailure("\(loop) is not one of agentd's serving event loops")
         }
         return executor
@@ -101,10 +102,21 @@ final class ServingEventLoops: Sendable {
     /// NIO reports the end of each loop tick to a metrics delegate: the only hook where a loop
     /// is between running tasks and polling.
     private final class TickObserver: NIOEventLoopMetricsDelegate {
-        let executors = Mutex<[ObjectIdentifier: EventLoopExecutor]>([:])
+        /// Weak: each loop holds its delegate and each executor its loop, so strong references
+        /// here would keep the loops alive after their group shut down.
+        private struct WeakExecutor {
+            weak var executor: EventLoopExecutor?
+        }
+
+        private let executors = Mutex<[ObjectIdentifier: WeakExecutor]>([:])
+
+        func observe(_ executors: some Sequence<EventLoopExecutor>) {
+            let byLoop = Dictionary(uniqueKeysWithValues: executors.map { (ObjectIdentifier($0.eventLoop), $0) })
+            self.executors.withLock { $0 = byLoop.mapValues { WeakExecutor(executor: $0) } }
+        }
 
         func processedTick(info: NIOEventLoopTickInfo) {
-            executors.withLock { $0[info.eventLoopID] }?.tickEnded()
+            executors.withLock { $0[info.eventLoopID]?.executor }?.tickEnded()
         }
     }
 }
