@@ -178,15 +178,14 @@ struct ConnectionHandler: Sendable {
                     ErrorInfo(code: .unknownAgent, message: "agent \(agent.name) was removed by a reload")))
             return nil
         }
-        if let peer, !peer.isAllowed(by: agent.definition.allow) {
+        if let peer, await !peer.isAllowed(by: agent.definition.allow) {
+            let user = await peer.names().user ?? "unknown user"
             try await sink.send(
                 Event.error(
                     id: request.id,
                     ErrorInfo(
                         code: .forbidden,
-                        message:
-                            "uid \(peer.uid) (\(peer.names.user ?? "unknown user")) is not allowed to use agent \(agent.name)"
-                    )))
+                        message: "uid \(peer.uid) (\(user)) is not allowed to use agent \(agent.name)")))
             return nil
         }
         // The limiter place is taken here, in line order, so pipelined requests are admitted

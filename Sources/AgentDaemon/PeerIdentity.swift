@@ -1,12 +1,15 @@
 import AgentCore
 import Glibc
+import NIOPosix
 import Synchronization
 
 /// Who is on the other end of a connection, from SO_PEERCRED.
 ///
 /// The names that `allow` lists use are looked up on first use and kept for the connection:
 /// the lookups read /etc/passwd and /etc/group (or ask nscd), which cost more than a whole
-/// request, and most agents have no `allow` list at all.
+/// request, and most agents have no `allow` list at all. They run on NIO's thread pool for
+/// blocking work: with nscd, sssd or LDAP a lookup can wait on the network, and connections are
+/// served on event loops, where it would hold up every connection of the loop.
 final class PeerIdentity: Sendable {
     let pid: Int32
     let uid: UInt32
@@ -25,13 +28,18 @@ final class PeerIdentity: Sendable {
         self.gid = gid
     }
 
-    var names: Names {
-        cachedNames.withLock { cached in
-            if let cached { return cached }
-            let names = Self.lookUpNames(uid: uid, gid: gid)
-            cached = names
-            return names
+    func names() async -> Names {
+        if let cached = cachedNames.withLock({ $0 }) { return cached }
+        let (uid, gid) = (uid, gid)
+        let names: Names
+        do {
+            names = try await NIOThreadPool.singleton.runIfActive { Self.lookUpNames(uid: uid, gid: gid) }
+        } catch {
+            // The pool only refuses work once it has been shut down, which agentd never does.
+            names = Self.lookUpNames(uid: uid, gid: gid)
         }
+        cachedNames.withLock { $0 = names }
+        return names
     }
 
     private static func lookUpNames(uid: UInt32, gid: UInt32) -> Names {
@@ -51,9 +59,9 @@ final class PeerIdentity: Sendable {
 
     /// `allow` admits a peer named in `users` or belonging to one of `groups`; no `allow` admits
     /// whoever the socket's mode and group let connect.
-    func isAllowed(by access: AccessList?) -> Bool {
+    func isAllowed(by access: AccessList?) async -> Bool {
         guard let access else { return true }
-        let names = names
+        let names = await names()
         if let user = names.user, access.users.contains(user) { return true }
         return access.groups.contains { names.groups.contains($0) }
     }
