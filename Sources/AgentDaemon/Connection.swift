@@ -44,7 +44,7 @@ final class ConnectionState: Sendable {
 struct ChannelSink: EventSink {
     let writer: NIOAsyncChannelOutboundWriter<ByteBuffer>
 
-    /// One buffer for the whole batch: one hop to the event loop and one `write(2)`.
+    /// One buffer for the whole batch: one `write(2)`.
     func send(_ events: [JSONValue]) async throws {
         try await writer.write(ByteBuffer(bytes: Event.lines(events)))
     }
