@@ -30,6 +30,9 @@ final class EventLoopExecutor: TaskExecutor, @unchecked Sendable {
     private let queue = Mutex(Queue())
     // Event loop thread only.
     private var jobsThisTick = 0
+    /// Swapped with the queue's array on each drain, as `CurlLoop` does with its commands, so
+    /// both keep their capacity.
+    private var running: [UnownedJob] = []
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
@@ -54,26 +57,19 @@ final class EventLoopExecutor: TaskExecutor, @unchecked Sendable {
             eventLoop.scheduleTask(in: Self.deferral) { self.drain() }
             return
         }
-        let jobs = queue.withLock { queue in
+        // Never reentered: jobs that enqueue more only request the next drain.
+        queue.withLock { queue in
             queue.drainRequested = false
-            return queue.jobs.take()
+            swap(&queue.jobs, &running)
         }
-        jobsThisTick += jobs.count
-        for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
+        jobsThisTick += running.count
+        for job in running { job.runSynchronously(on: asUnownedTaskExecutor()) }
+        running.removeAll(keepingCapacity: true)
     }
 
     /// Called on the loop's thread once it has run what was pending and is about to poll.
     fileprivate func tickEnded() {
         jobsThisTick = 0
-    }
-}
-
-extension Array {
-    /// The elements, leaving the array empty.
-    fileprivate mutating func take() -> [Element] {
-        var taken: [Element] = []
-        swap(&taken, &self)
-        return taken
     }
 }
 
