@@ -67,12 +67,15 @@ struct ConnectionHandler: Sendable {
 
     /// `executor` runs the connection's requests: the task calling this prefers it already, and
     /// the request tasks, which are unstructured, are given it.
-    func serve(_ channel: NIOAsyncChannel<InboundLine, ByteBuffer>, on executor: EventLoopExecutor) async {
+    func serve(_ connection: AcceptedConnection, on executor: EventLoopExecutor) async {
+        let channel = connection.channel
         let state = ConnectionState()
         let peer = await Self.peerIdentity(of: channel.channel)
         guard let registration = tracker.open(state, channel: channel.channel) else {
-            // Over max_connections: one clear refusal, then close.
+            // Over max_connections: one clear refusal, then close. Nothing has been read, so the
+            // channel may not be active yet, and a write before that would be dropped.
             try? await channel.executeThenClose { _, outbound in
+                try await connection.active.get()
                 try await ChannelSink(writer: outbound).send(
                     Event.error(
                         id: nil,

@@ -30,15 +30,18 @@ final class Listener: Sendable {
         handler: ConnectionHandler
     ) async throws -> Listener {
         let bound = try UnixSocket.listen(path: address.path, mode: address.mode, group: address.group)
-        let server: NIOAsyncChannel<NIOAsyncChannel<InboundLine, ByteBuffer>, Never>
+        let server: NIOAsyncChannel<AcceptedConnection, Never>
         do {
             server = try await ServerBootstrap(group: eventLoops.group)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(bound.descriptor) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(LineFramer(maxLineBytes: maxLineBytes)))
-                        return try NIOAsyncChannel<InboundLine, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        let activation = ActivationSignal(eventLoop: channel.eventLoop)
+                        try channel.pipeline.syncOperations.addHandlers(
+                            activation, ByteToMessageHandler(LineFramer(maxLineBytes: maxLineBytes)))
+                        return AcceptedConnection(
+                            channel: try NIOAsyncChannel(wrappingChannelSynchronously: channel),
+                            active: activation.active)
                     }
                 }
         } catch {
@@ -55,7 +58,7 @@ final class Listener: Sendable {
                 await withDiscardingTaskGroup { group in
                     do {
                         for try await connection in connections {
-                            let executor = eventLoops.executor(for: connection.channel.eventLoop)
+                            let executor = eventLoops.executor(for: connection.channel.channel.eventLoop)
                             group.addTask(executorPreference: executor) {
                                 await handler.serve(connection, on: executor)
                             }
@@ -78,5 +81,39 @@ final class Listener: Sendable {
     func stop() async {
         UnixSocket.remove(path: binding.path, inode: inode)
         try? await serverChannel.close()
+    }
+}
+
+/// An accepted connection, handed over before NIO has necessarily registered it.
+struct AcceptedConnection: Sendable {
+    let channel: NIOAsyncChannel<InboundLine, ByteBuffer>
+    /// Completes once the channel is active: writes made before that are dropped.
+    let active: EventLoopFuture<Void>
+}
+
+/// Completes `active` when an accepted channel becomes active (NIO registers it on its loop
+/// after the listener has handed it over), or fails it if the channel goes first.
+final class ActivationSignal: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let promise: EventLoopPromise<Void>
+    var active: EventLoopFuture<Void> { promise.futureResult }
+
+    init(eventLoop: any EventLoop) {
+        promise = eventLoop.makePromise()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { promise.succeed() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        promise.succeed()
+        context.fireChannelActive()
+    }
+
+    /// Later completions are no-ops: this only settles a channel closed before it was active.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        promise.fail(ChannelError.ioOnClosedChannel)
     }
 }
