@@ -114,18 +114,23 @@ struct RequestRunner: Sendable {
         try await reservation.waitForSlot(agent: definition.name, deadline: deadline)
         var llmRequest = definition.llmRequest(messages: request.messages, overrides: options)
         llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
-        if request.stream {
-            try await send(
-                [
-                    Event.start(
-                        id: request.id, agent: definition.name, mode: definition.mode.rawValue,
-                        modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID)
-                ],
-                to: sink)
-        }
+        // `start` says the upstream is answering. It goes out with the reply's first batch, in
+        // the same write, or on its own when the head arrives and the body is slow to follow.
+        var start: [JSONValue] =
+            request.stream
+            ? [
+                Event.start(
+                    id: request.id, agent: definition.name, mode: definition.mode.rawValue,
+                    modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID)
+            ] : []
         var completion: Completion?
-        try await client.run(llmRequest) { batch in
-            var lines: [JSONValue] = []
+        try await client.run(llmRequest) {
+            guard !start.isEmpty else { return }
+            try await send(start, to: sink)
+            start = []
+        } deliver: { batch in
+            var lines = start
+            start = []
             for event in batch {
                 switch event {
                 case .text(let text):

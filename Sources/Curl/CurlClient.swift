@@ -67,6 +67,12 @@ public final class HTTPResponse: AsyncSequence, Sendable {
         headers.first { $0.name.utf8.elementsEqual(name.utf8) { asciiLowercase($0) == asciiLowercase($1) } }?.value
     }
 
+    /// True when reading the body would not wait: bytes of it, or its end, have arrived. Before
+    /// iterating, this tells a reply that came with its head from one that is still to come.
+    public var isBodyAvailable: Bool {
+        transfer.hasBodyOrEnd
+    }
+
     /// Cancels the transfer, closing its connection; iteration then throws `.cancelled`.
     /// Does nothing once the body has been received completely.
     public func cancel() {

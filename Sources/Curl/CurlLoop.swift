@@ -37,6 +37,8 @@ final class CurlLoop: @unchecked Sendable {
     /// Monotonic nanoseconds, read around each `curl_multi_perform` rather than per callback.
     private(set) var now: UInt64 = 0
     private var active: [Transfer] = []
+    /// Transfers whose head arrived during the current `curl_multi_perform`.
+    private var headsArrived: [Transfer] = []
     /// No deadline of an active transfer is earlier than this (it may be stale-early, never late).
     private var nextDeadline = UInt64.max
 
@@ -103,6 +105,19 @@ final class CurlLoop: @unchecked Sendable {
         }
     }
 
+    /// Called from a header callback, which curl runs only inside `curl_multi_perform` (agentd
+    /// never pauses a transfer during its head): the head goes to its waiter after that call.
+    func headArrived(_ transfer: Transfer) {
+        headsArrived.append(transfer)
+    }
+
+    /// Before finished transfers are collected: a transfer whose whole reply came in one
+    /// `curl_multi_perform` must hand over its head before its end.
+    private func deliverHeads() {
+        for transfer in headsArrived { transfer.deliverHead() }
+        headsArrived.removeAll(keepingCapacity: true)
+    }
+
     /// A transfer's deadline was set (not merely extended): the poll must wake for it.
     func deadlineSet(_ deadline: UInt64) {
         nextDeadline = min(nextDeadline, deadline)
@@ -125,6 +140,7 @@ final class CurlLoop: @unchecked Sendable {
             if stop { break }
 
             let performed = curl_multi_perform(multi, &running)
+            deliverHeads()
             if performed != CURLM_OK { failAll(CurlError(.other, String(cString: curl_multi_strerror(performed)))) }
             collectFinished()
             now = monotonicNow()

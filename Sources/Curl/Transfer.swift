@@ -122,6 +122,11 @@ final class Transfer: @unchecked Sendable {
         return step
     }
 
+    /// Body bytes or the end have arrived: reading would not wait.
+    var hasBodyOrEnd: Bool {
+        shared.withLock { !$0.chunks.isEmpty || $0.end != nil }
+    }
+
     /// Suspends until a chunk or the end arrives (returns at once if one already has).
     func waitForBody() async {
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
@@ -269,7 +274,7 @@ final class Transfer: @unchecked Sendable {
             head = ResponseHead(
                 status: fields.count > 1 ? Int(String(decoding: fields[1], as: UTF8.self)) ?? 0 : 0, headers: [])
         } else if line.isEmpty {
-            if head.status >= 200 { deliverHead() }
+            if head.status >= 200 { completeHead() }
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
             let name = String(decoding: line[..<colon], as: UTF8.self)
             let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces()
@@ -278,10 +283,17 @@ final class Transfer: @unchecked Sendable {
         return bytes.count
     }
 
-    private func deliverHead() {
+    private func completeHead() {
         headComplete = true
         lastDataAt = loop.now
         loop.deadlineSet(deadline().at)
+        loop.headArrived(self)
+    }
+
+    /// Hands the head to its waiter. The loop calls this once `curl_multi_perform` has returned,
+    /// not from the header callback: body bytes read together with the head are then buffered
+    /// by the time the waiter runs, so it can tell a reply that is all there from a slow one.
+    func deliverHead() {
         let waiter = shared.withLock { $0.headWaiter.take() }
         waiter?.resume(returning: .success(head))
         head.headers = []

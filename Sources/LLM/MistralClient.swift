@@ -37,7 +37,13 @@ public final class MistralClient: Sendable {
     /// bound. Whatever `deliver` throws ends the call with that same error; a failure of the
     /// request itself is an `ErrorInfo`. Either way, and on cancellation of the calling task,
     /// the upstream transfer is cancelled, closing its connection.
-    public func run(_ request: LLMRequest, deliver: ([LLMEvent]) async throws -> Void) async throws {
+    ///
+    /// `answered` runs when an attempt's 2xx head has arrived ahead of its body: a consumer that
+    /// announces the reply can do it then, and otherwise together with the first batch. It may
+    /// run again for a retried attempt; what it throws ends the call as `deliver`'s errors do.
+    public func run(
+        _ request: LLMRequest, answered: () async throws -> Void = {}, deliver: ([LLMEvent]) async throws -> Void
+    ) async throws {
         guard let apiKey else {
             throw ErrorInfo(
                 code: .upstreamAuth,
@@ -67,7 +73,7 @@ public final class MistralClient: Sendable {
             do throws(AttemptFailure) {
                 try await send(
                     prepared, body: body, apiKey: apiKey, timeouts: request.timeouts, remaining: remaining,
-                    deliver: deliver)
+                    answered: answered, deliver: deliver)
                 return
             } catch {
                 failure = error
@@ -107,7 +113,7 @@ public final class MistralClient: Sendable {
     /// One HTTP exchange: sends the body, reads the reply and yields its events.
     private func send(
         _ prepared: PreparedRequest, body: [UInt8], apiKey: String, timeouts: Timeouts, remaining: Duration,
-        deliver: ([LLMEvent]) async throws -> Void
+        answered: () async throws -> Void, deliver: ([LLMEvent]) async throws -> Void
     ) async throws(AttemptFailure) {
         let httpRequest = HTTPRequest(
             url: baseURL + prepared.path, method: "POST",
@@ -133,6 +139,14 @@ public final class MistralClient: Sendable {
                 isRetried: UpstreamStatus.isRetried(response.status),
                 retryAfter: response.header("Retry-After").flatMap { RetryAfter.parse($0) }
             )
+        }
+
+        if !response.isBodyAvailable {
+            do {
+                try await answered()
+            } catch {
+                throw AttemptFailure(info: Self.cancelled, isRetried: false, consumerError: error)
+            }
         }
 
         var decoder = ReplyDecoder(format: prepared.format, toolCallIDs: prepared.toolCallIDs)

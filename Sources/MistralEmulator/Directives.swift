@@ -3,7 +3,7 @@ struct Directives: Sendable, Equatable {
     enum Fault: Sendable, Equatable {
         /// An error status; `retryAfter` only for 429.
         case status(Int, retryAfter: Int?)
-        case reset, stall, stallHead, slow, malformed, agentError
+        case reset, stall, stallHead, stallAfterHead, slow, malformed, agentError
     }
 
     struct CountedFault: Sendable, Equatable {
@@ -76,6 +76,7 @@ struct Directives: Sendable, Equatable {
         case "reset": fault = .reset
         case "stall": fault = .stall
         case "stall-head": fault = .stallHead
+        case "stall-after-head": fault = .stallAfterHead
         case "slow": fault = .slow
         case "malformed": fault = .malformed
         case "agent-error": fault = .agentError

@@ -15,6 +15,8 @@ struct Reply: Sendable {
         case stall
         /// No response head at all.
         case stallHead
+        /// The response head, then silence: the body never starts.
+        case stallAfterHead
     }
 
     var status: Int

@@ -50,6 +50,7 @@ struct ReplyContext {
         if faults.contains(.reset) { reply.interruption = .reset }
         if faults.contains(.stall) { reply.interruption = .stall }
         if faults.contains(.stallHead) { reply.interruption = .stallHead }
+        if faults.contains(.stallAfterHead) { reply.interruption = .stallAfterHead }
         return reply
     }
 

@@ -198,6 +198,10 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         let status = HTTPResponseStatus(statusCode: reply.status)
         context.write(
             wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        if reply.interruption == .stallAfterHead {
+            context.flush()
+            return
+        }
 
         switch reply.body {
         case .bytes(let bytes):

@@ -35,6 +35,14 @@ private final class OneLoopExecutor: TaskExecutor {
     }
 }
 
+/// Runs each job at once on the thread that enqueues it: a task resumed by the curl thread then
+/// runs inside the call that resumed it, before curl goes on.
+private final class InlineExecutor: TaskExecutor {
+    func enqueue(_ job: consuming ExecutorJob) {
+        UnownedJob(job).runSynchronously(on: asUnownedTaskExecutor())
+    }
+}
+
 private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
 
 /// A server and a client for one test; both stop when it ends.
@@ -82,6 +90,27 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
                 HTTPRequest(url: server.baseURL + "/stream?n=5&delay=10", method: "GET"))
             let expected = (0..<5).map { "chunk \($0)\n" }.joined()
             #expect(text(try await collect(response)) == expected)
+        }
+    }
+
+    @Test func aBodyReadWithItsHeadIsAvailableWhenSendReturns() async throws {
+        try await withServer { server, client in
+            // The head's waiter resumes once curl is done with the read, not from the header
+            // callback, which runs before curl has handed over the body bytes read with it.
+            try await withTaskExecutorPreference(InlineExecutor()) {
+                let response = try await client.send(HTTPRequest(url: server.baseURL + "/ok", method: "GET"))
+                #expect(response.isBodyAvailable)
+                #expect(text(try await collect(response)) == "ok")
+            }
+        }
+    }
+
+    @Test func aHeadWithoutItsBodyLeavesTheBodyUnavailable() async throws {
+        try await withServer { server, client in
+            let response = try await client.send(HTTPRequest(url: server.baseURL + "/stall-after-head", method: "GET"))
+            #expect(!response.isBodyAvailable)
+            response.cancel()
+            #expect(response.isBodyAvailable, "the end, a cancellation, is there to read")
         }
     }
 

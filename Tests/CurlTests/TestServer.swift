@@ -36,11 +36,12 @@ final class ServerStats: Sendable {
 
 /// An HTTP/1.1 server on 127.0.0.1 with the routes the transport tests need:
 /// - `/echo`: the method, the header lines, a blank line, then the request body
-/// - `/ok`: "ok" (keep-alive)
+/// - `/ok`: "ok" (keep-alive), head and body in one write
 /// - `/stream?n=N&delay=MS`: N chunks "chunk I\n", MS apart
 /// - `/forever`: a chunk every 20 ms until the connection closes
 /// - `/stall-body`: the head and one chunk, then silence
 /// - `/stall-head`: silence
+/// - `/stall-after-head`: the head, then silence
 /// - `/reset`: the head promising 100000 bytes, 10 bytes, then close
 /// - `/large?bytes=N`: N bytes, written only while the socket accepts them
 final class TestServer: Sendable {
@@ -150,6 +151,8 @@ private final class RouteHandler: ChannelInboundHandler {
             writeChunk("first\n", context: context)
         case "/stall-head":
             break
+        case "/stall-after-head":
+            writeHead(context: context, chunked: true)
         case "/reset":
             writeHead(context: context, contentLength: 100_000)
             writeChunk("0123456789", context: context)
@@ -163,22 +166,24 @@ private final class RouteHandler: ChannelInboundHandler {
         }
     }
 
+    /// Head and body in one write.
     private func respond(_ body: [UInt8], status: HTTPResponseStatus = .ok, context: ChannelHandlerContext) {
-        writeHead(context: context, status: status, contentLength: body.count)
+        writeHead(context: context, status: status, contentLength: body.count, flush: false)
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
     private func writeHead(
         context: ChannelHandlerContext, status: HTTPResponseStatus = .ok, chunked: Bool = false,
-        contentLength: Int? = nil
+        contentLength: Int? = nil, flush: Bool = true
     ) {
         var headers = HTTPHeaders()
         if let contentLength { headers.add(name: "Content-Length", value: String(contentLength)) }
         if chunked { headers.add(name: "Transfer-Encoding", value: "chunked") }
         headers.add(name: "X-Test-Server", value: "yes")
-        context.writeAndFlush(
+        context.write(
             wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        if flush { context.flush() }
     }
 
     private func writeChunk(_ text: String, context: ChannelHandlerContext) {

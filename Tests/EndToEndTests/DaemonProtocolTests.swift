@@ -209,7 +209,10 @@ import Testing
 
     @Test func upstreamFailuresBecomeClearErrors() throws {
         let client = try harness.connect("chat")
-        let rejected = client.request(["id": "r", "input": "x [fault:400]"]).last
+        let rejectedEvents = client.request(["id": "r", "input": "x [fault:400]"])
+        // No `start`: the upstream never began a reply.
+        #expect(rejectedEvents.count == 1, "\(rejectedEvents.map(\.jsonText))")
+        let rejected = rejectedEvents.last
         #expect(rejected?["error"]?["code"] == "upstream_rejected")
         #expect(rejected?["error"]?["status"] == 400)
         #expect(rejected?["error"]?["retryable"] == false)

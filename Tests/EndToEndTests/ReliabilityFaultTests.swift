@@ -86,10 +86,12 @@ import Testing
         try expectStillServingWithNoOpenTransfers()
     }
 
-    @Test(arguments: ["stall", "stall-head"])
-    func stallsPastTheirTimeoutEndInTimeoutAndCloseTheTransfer(kind: String) throws {
+    /// `start` once the upstream's head has arrived, whether or not any of the body follows.
+    @Test(arguments: [("stall", true), ("stall-head", false), ("stall-after-head", true)])
+    func stallsPastTheirTimeoutEndInTimeoutAndCloseTheTransfer(kind: String, headArrives: Bool) throws {
         let client = try harness.connect("quick")
         let events = client.request(["id": "s", "input": .string("x [fault:\(kind)]")])
+        #expect((events.first?["type"] == "start") == headArrives, "\(events.map(\.jsonText))")
         #expect(events.last?["error"]?["code"] == "timeout", "\(events.last?.jsonText ?? "none")")
         #expect(terminalCount(events) == 1)
         try expectStillServingWithNoOpenTransfers()

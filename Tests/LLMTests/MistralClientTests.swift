@@ -404,6 +404,59 @@ struct MistralClientTests {
         }
     }
 
+    @Test("answered runs for a head that comes ahead of its body, and not for a reply that comes whole or an error")
+    func answeredOnlyForAHeadAheadOfItsBody() async throws {
+        try await withEmulator { server, curl in
+            let mistral = client(server, curl)
+            let timeouts = Timeouts(
+                total: .seconds(5), firstByte: .seconds(2), idle: .milliseconds(300), connect: .seconds(1))
+            func outcome(_ text: String) async -> (answered: Int, batches: Int, error: ErrorCode?) {
+                var answered = 0
+                var batches = 0
+                do {
+                    try await mistral.run(request([user(text)], timeouts: timeouts)) {
+                        answered += 1
+                    } deliver: { _ in
+                        batches += 1
+                    }
+                    return (answered, batches, nil)
+                } catch {
+                    return (answered, batches, (error as? ErrorInfo)?.code)
+                }
+            }
+            let whole = await outcome("all at once")
+            #expect(whole.answered == 0 && whole.batches == 1 && whole.error == nil, "\(whole)")
+            let headOnly = await outcome("hi [fault:stall-after-head]")
+            #expect(headOnly.answered == 1 && headOnly.batches == 0 && headOnly.error == .timeout, "\(headOnly)")
+            let slow = await outcome("a b [fault:slow]")
+            #expect(slow.answered == 0 && slow.batches > 1 && slow.error == nil, "\(slow)")
+            let refused = await outcome("hi [fault:429:retry=0]")
+            #expect(refused.answered == 0 && refused.error == .upstreamRateLimited, "\(refused)")
+        }
+    }
+
+    @Test("an error thrown by answered closes the upstream transfer and comes back unchanged")
+    func answeredErrorClosesUpstream() async throws {
+        struct ClientGone: Error {}
+        try await withEmulator { server, curl in
+            let mistral = client(server, curl)
+            await #expect(throws: ClientGone.self) {
+                try await mistral.run(request([user("go [fault:stall-after-head]")])) {
+                    #expect(server.stats().activeStreams == 1)
+                    throw ClientGone()
+                } deliver: { _ in
+                    Issue.record("no batch after answered failed")
+                }
+            }
+            #expect(server.stats().requests == 1, "not retried")
+            let thrownAt = ContinuousClock.now
+            while server.stats().activeStreams > 0, ContinuousClock.now - thrownAt < .seconds(1) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(server.stats().activeStreams == 0)
+        }
+    }
+
     @Test("an error thrown by deliver closes the upstream transfer and comes back unchanged")
     func deliverErrorClosesUpstream() async throws {
         struct ClientGone: Error {}

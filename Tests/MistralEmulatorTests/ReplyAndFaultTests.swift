@@ -280,6 +280,17 @@ struct ReplyAndFaultTests {
         }
     }
 
+    @Test func stallAfterHeadSendsTheHeadAndNoBody() async throws {
+        try await withEmulator { server in
+            let connection = try RawConnection(port: server.port)
+            connection.sendRequest(path: "/v1/chat/completions", body: chatBody("hi [fault:stall-after-head]"))
+            #expect(connection.read(timeout: .milliseconds(300)) == .timedOut)
+            #expect(connection.text.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(connection.text)")
+            #expect(connection.text.hasSuffix("\r\n\r\n"), "only the head: \(connection.text)")
+            #expect(await server.waitForStats { $0.activeStreams == 1 }.activeStreams == 1)
+        }
+    }
+
     @Test func slowAndDelayPaceTheResponse() async throws {
         try await withEmulator { server in
             let clock = ContinuousClock()
