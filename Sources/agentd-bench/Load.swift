@@ -47,6 +47,13 @@ struct HoldResult {
 /// set-up is not part of the measured time.
 struct StartSignal {}
 
+/// A paced client's schedule: a request every `interval`, the first after `offset`. The offsets
+/// of a run's clients spread over one interval, so they do not all send at once.
+struct Pacing {
+    var interval: TimeAmount
+    var offset: TimeAmount
+}
+
 /// Shared, lock-free counters of a hold run.
 final class HoldCounters: Sendable {
     let held = Atomic<Int>(0)
@@ -79,18 +86,26 @@ final class LoadGenerator: Sendable {
     func shutdown() { try? group.syncShutdownGracefully() }
 
     /// `concurrency` clients, one connection each, each sending `requestsPerClient` requests
-    /// asking for `words` words.
-    func run(_ target: Target, concurrency: Int, requestsPerClient: Int, words: Int) throws -> RunResult {
+    /// asking for `words` words: the next as soon as the previous one is done, or, with `pace`,
+    /// one every `pace` (later if the previous one is not done by then).
+    func run(
+        _ target: Target, concurrency: Int, requestsPerClient: Int, words: Int, pace: TimeAmount? = nil
+    ) throws -> RunResult {
         let text = "bench [words:\(words)]"
         var channels: [Channel] = []
         var outcomes: [EventLoopFuture<ClientOutcome>] = []
         defer { closeAll(channels) }
         for batchStart in stride(from: 0, to: concurrency, by: Self.connectBatch) {
             var batch: [(EventLoopFuture<Channel>, () -> EventLoopFuture<Channel>)] = []
-            for _ in batchStart..<min(batchStart + Self.connectBatch, concurrency) {
+            for index in batchStart..<min(batchStart + Self.connectBatch, concurrency) {
                 let promise = group.next().makePromise(of: ClientOutcome.self)
                 outcomes.append(promise.futureResult)
-                let attempt = { self.connect(target, requests: requestsPerClient, text: text, promise: promise) }
+                let pacing = pace.map {
+                    Pacing(interval: $0, offset: .nanoseconds($0.nanoseconds * Int64(index) / Int64(concurrency)))
+                }
+                let attempt = {
+                    self.connect(target, requests: requestsPerClient, text: text, pacing: pacing, promise: promise)
+                }
                 batch.append((attempt(), attempt))
             }
             for (future, attempt) in batch { channels.append(try waitRetryingBusy(future, attempt)) }
@@ -193,9 +208,9 @@ final class LoadGenerator: Sendable {
         for future in closing { _ = try? future.wait() }
     }
 
-    private func connect(_ target: Target, requests: Int, text: String, promise: EventLoopPromise<ClientOutcome>)
-        -> EventLoopFuture<Channel>
-    {
+    private func connect(
+        _ target: Target, requests: Int, text: String, pacing: Pacing?, promise: EventLoopPromise<ClientOutcome>
+    ) -> EventLoopFuture<Channel> {
         let bootstrap = ClientBootstrap(group: group)
         switch target {
         case .direct(let port, let apiKey):
@@ -206,7 +221,8 @@ final class LoadGenerator: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(
-                            DirectClient(requests: requests, text: text, apiKey: apiKey, promise: promise))
+                            DirectClient(
+                                requests: requests, text: text, apiKey: apiKey, pacing: pacing, promise: promise))
                     }
                 }
                 .connect(host: "127.0.0.1", port: port)
@@ -216,7 +232,7 @@ final class LoadGenerator: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            AgentdClient(requests: requests, text: text, promise: promise))
+                            AgentdClient(requests: requests, text: text, pacing: pacing, promise: promise))
                     }
                 }
                 .connect(unixDomainSocketPath: socketPath)
@@ -233,13 +249,23 @@ struct ClientOutcome: Sendable {
 /// The sequential request loop both clients share: timing, counting, completion.
 private struct RequestLoop {
     let requests: Int
+    let pacing: Pacing?
     let promise: EventLoopPromise<ClientOutcome>
     var outcome = ClientOutcome()
     var sentAt: UInt64 = 0
     var firstTextAt: UInt64?
     var finished = false
+    /// When a paced client's next request is due.
+    var due = NIODeadline.now()
 
     var issued: Int { outcome.samples.count + outcome.failures }
+
+    /// When the first or the next request goes: nil for at once, or when a paced one is due.
+    mutating func nextDue(first: Bool) -> NIODeadline? {
+        guard let pacing else { return nil }
+        due = first ? .now() + pacing.offset : due + pacing.interval
+        return due
+    }
 
     mutating func willSend() {
         sentAt = monotonicNanoseconds()
@@ -272,6 +298,12 @@ private struct RequestLoop {
     }
 }
 
+/// Runs `send` now, or at `due` on `eventLoop`.
+private func sendWhenDue(_ due: NIODeadline?, on eventLoop: any EventLoop, _ send: @escaping () -> Void) {
+    guard let due else { return send() }
+    eventLoop.assumeIsolated().scheduleTask(deadline: due, send)
+}
+
 /// Chat completions straight to the emulator.
 private final class DirectClient: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
@@ -282,8 +314,8 @@ private final class DirectClient: ChannelInboundHandler {
     private let head: HTTPRequestHead
     private var status = 0
 
-    init(requests: Int, text: String, apiKey: String, promise: EventLoopPromise<ClientOutcome>) {
-        loop = RequestLoop(requests: requests, promise: promise)
+    init(requests: Int, text: String, apiKey: String, pacing: Pacing?, promise: EventLoopPromise<ClientOutcome>) {
+        loop = RequestLoop(requests: requests, pacing: pacing, promise: promise)
         let json =
             #"{"model":"mistral-small-latest","messages":[{"role":"user","content":"\#(text)"}],"stream":true}"#
         body = ByteBuffer(string: json)
@@ -297,7 +329,7 @@ private final class DirectClient: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is StartSignal { send(context) }
+        if event is StartSignal { sendWhenDue(loop.nextDue(first: true), on: context.eventLoop) { self.send(context) } }
     }
 
     private func send(_ context: ChannelHandlerContext) {
@@ -314,7 +346,9 @@ private final class DirectClient: ChannelInboundHandler {
         case .body(let chunk):
             if status == 200, chunk.readableBytesView.containsText() { loop.sawText() }
         case .end:
-            if loop.ended(ok: status == 200) { send(context) }
+            if loop.ended(ok: status == 200) {
+                sendWhenDue(loop.nextDue(first: false), on: context.eventLoop) { self.send(context) }
+            }
         }
     }
 
@@ -332,13 +366,13 @@ private final class AgentdClient: ChannelInboundHandler {
     private let text: String
     private var lines = LineSplitter()
 
-    init(requests: Int, text: String, promise: EventLoopPromise<ClientOutcome>) {
-        loop = RequestLoop(requests: requests, promise: promise)
+    init(requests: Int, text: String, pacing: Pacing?, promise: EventLoopPromise<ClientOutcome>) {
+        loop = RequestLoop(requests: requests, pacing: pacing, promise: promise)
         self.text = text
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is StartSignal { send(context) }
+        if event is StartSignal { sendWhenDue(loop.nextDue(first: true), on: context.eventLoop) { self.send(context) } }
     }
 
     private func send(_ context: ChannelHandlerContext) {
@@ -357,7 +391,7 @@ private final class AgentdClient: ChannelInboundHandler {
             case .start, .other: break
             }
         }
-        if sendNext { send(context) }
+        if sendNext { sendWhenDue(loop.nextDue(first: false), on: context.eventLoop) { self.send(context) } }
     }
 
     func channelInactive(context: ChannelHandlerContext) { loop.finish() }

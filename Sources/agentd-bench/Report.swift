@@ -34,7 +34,10 @@ struct Report {
 
             Each request asks for \(results.plan.words) words (one SSE chunk each). Per round, the percentile of the
             agentd run minus the same percentile of the direct run; the table gives the median over
-            \(results.plan.rounds) interleaved rounds and, in parentheses, the min–max over the rounds.
+            \(results.plan.rounds) interleaved rounds and, in parentheses, the min–max over the rounds. Clients
+            send their next request as soon as the previous one is done (closed loop, which at 100
+            and 1,000 clients keeps the machine's 2 cores busy), or, where a pace is given, one
+            request each per interval, so that what through-agentd adds is not queueing for the CPU.
 
             | clients | metric | added p50 | added p90 | added p99 | direct p50 | agentd p50 | requests/round | failures |
             |---:|---|---:|---:|---:|---:|---:|---:|---:|
@@ -46,7 +49,7 @@ struct Report {
             for (name, metric) in [("first text", { (s: Sample) in s.firstText }), ("done", { (s: Sample) in s.done })]
             {
                 let cells = Self.percentiles.map { added(rounds, $0.1, metric).formatted(3) }
-                text += "| \(level.concurrency) | \(name) | \(cells.joined(separator: " | ")) | "
+                text += "| \(level.label) | \(name) | \(cells.joined(separator: " | ")) | "
                 text +=
                     "\(absolute(rounds, 0.5, \.direct, metric).formatted(3)) | \(absolute(rounds, 0.5, \.agentd, metric).formatted(3)) | "
                 text += "\(requests) | \(failures) |\n"
@@ -67,7 +70,8 @@ struct Report {
             |---:|---:|---:|---:|---:|---:|---:|---:|
 
             """
-        for (level, rounds) in results.levels {
+        // A paced run's rate is set by its pace, not measured.
+        for (level, rounds) in results.levels where level.pace == nil {
             let direct = Spread(values: rounds.map { $0.direct.requestsPerSecond })
             let agentd = Spread(values: rounds.map { $0.agentd.requestsPerSecond })
             let ratio = Spread(values: rounds.map { $0.agentd.requestsPerSecond / $0.direct.requestsPerSecond })
@@ -132,15 +136,19 @@ struct Report {
     private var targets: String {
         var rows: [(String, String, Bool?)] = []
         func level(_ concurrency: Int) -> [RoundFigures]? {
-            results.levels.first { $0.0.concurrency == concurrency }?.1
+            results.levels.first { $0.0.concurrency == concurrency && $0.0.pace == nil }?.1
         }
         if let one = level(1) {
             let value = added(one, 0.5, \.firstText).median
             rows.append(("added time to first text, p50, 1 client ≤ 0.5 ms", "\(fixed(value, 3)) ms", value <= 0.5))
         }
+        for (level, rounds) in results.levels where level.concurrency == 100 {
+            let value = added(rounds, 0.99, \.firstText).median
+            let load = level.pace == nil ? "closed loop" : level.label
+            rows.append(
+                ("added time to first text, p99, 100 clients (\(load)) ≤ 2 ms", "\(fixed(value, 3)) ms", value <= 2))
+        }
         if let hundred = level(100) {
-            let value = added(hundred, 0.99, \.firstText).median
-            rows.append(("added time to first text, p99, 100 clients ≤ 2 ms", "\(fixed(value, 3)) ms", value <= 2))
             let ratio = Spread(values: hundred.map { $0.agentd.requestsPerSecond / $0.direct.requestsPerSecond }).median
             rows.append(("throughput ≥ 0.9 of direct (100 clients)", fixed(ratio, 2), ratio >= 0.9))
         }
