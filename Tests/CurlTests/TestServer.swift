@@ -23,8 +23,10 @@ final class ServerStats: Sendable {
         counts.withLock { change(&$0) }
     }
 
-    /// Polls until `condition` holds or `limit` passes; returns whether it held.
-    func wait(until condition: (Counts) -> Bool, within limit: Duration = .seconds(3)) async -> Bool {
+    /// Polls until `condition` holds or `limit` passes; returns whether it held. The default is
+    /// generous: under a sanitizer, the whole suite running at once on 2 cores once took more
+    /// than 3 s to get a connection accepted, and a wait that succeeds returns at once.
+    func wait(until condition: (Counts) -> Bool, within limit: Duration = .seconds(10)) async -> Bool {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             if condition(current) { return true }
