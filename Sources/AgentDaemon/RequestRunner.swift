@@ -17,8 +17,8 @@ extension EventSink {
     }
 }
 
-/// Runs one chat request against one agent and sends its events: `start`, deltas and tool
-/// calls when streaming, then exactly one terminal `done` or `error`.
+/// Runs one chat request against one agent and sends its events: when streaming, `start` once
+/// the upstream answers, then deltas and tool calls; then exactly one terminal `done` or `error`.
 struct RequestRunner: Sendable {
     let client: MistralClient
     let logger: Logger
