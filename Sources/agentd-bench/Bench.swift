@@ -13,9 +13,11 @@ struct Plan {
         /// Each client sends a request every `pace`; nil: the next as soon as the previous is done.
         var pace: TimeAmount? = nil
 
-        var label: String {
-            pace.map { "\(concurrency), paced: each every \($0.nanoseconds / 1_000_000) ms" } ?? "\(concurrency)"
+        var load: String {
+            pace.map { "paced: each every \($0.nanoseconds / 1_000_000) ms" } ?? "closed loop"
         }
+
+        var label: String { pace == nil ? "\(concurrency)" : "\(concurrency), \(load)" }
     }
 
     var rounds: Int

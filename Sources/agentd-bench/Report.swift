@@ -144,9 +144,11 @@ struct Report {
         }
         for (level, rounds) in results.levels where level.concurrency == 100 {
             let value = added(rounds, 0.99, \.firstText).median
-            let load = level.pace == nil ? "closed loop" : level.label
             rows.append(
-                ("added time to first text, p99, 100 clients (\(load)) ≤ 2 ms", "\(fixed(value, 3)) ms", value <= 2))
+                (
+                    "added time to first text, p99, 100 clients (\(level.load)) ≤ 2 ms", "\(fixed(value, 3)) ms",
+                    value <= 2
+                ))
         }
         if let hundred = level(100) {
             let ratio = Spread(values: hundred.map { $0.agentd.requestsPerSecond / $0.direct.requestsPerSecond }).median
