@@ -106,8 +106,7 @@ final class CurlLoop: @unchecked Sendable {
     }
 
     /// Called from a header callback, which curl runs only inside `curl_multi_perform` (agentd
-    /// never pauses a transfer during its head): the head goes to its waiter with the first body
-    /// bytes, or after that call.
+    /// never pauses a transfer during its head): the head goes to its waiter after that call.
     func headArrived(_ transfer: Transfer) {
         headsArrived.append(transfer)
     }

@@ -46,7 +46,6 @@ final class Transfer: @unchecked Sendable {
     var activeIndex = -1
     private var head = ResponseHead(status: 0, headers: [])
     private var headComplete = false
-    private var headHandedOver = false
     /// The curl thread returned CURL_WRITEFUNC_PAUSE: the idle deadline does not run.
     var pausedForConsumer = false
     private var firstByteDeadline: UInt64 = 0
@@ -291,14 +290,10 @@ final class Transfer: @unchecked Sendable {
         loop.headArrived(self)
     }
 
-    /// Hands the head to its waiter, once: with the first body bytes, after buffering them, or,
-    /// for a head whose body did not come in the same read, from the loop after
-    /// `curl_multi_perform` returns. Never from the header callback: body bytes read together
-    /// with the head are then buffered by the time the waiter runs, so it can tell a reply that
-    /// is all there from a slow one.
+    /// Hands the head to its waiter. The loop calls this once `curl_multi_perform` has returned,
+    /// not from the header callback: body bytes read together with the head are then buffered
+    /// by the time the waiter runs, so it can tell a reply that is all there from a slow one.
     func deliverHead() {
-        guard !headHandedOver else { return }
-        headHandedOver = true
         let waiter = shared.withLock { $0.headWaiter.take() }
         waiter?.resume(returning: .success(head))
         head.headers = []
@@ -320,7 +315,6 @@ final class Transfer: @unchecked Sendable {
         case .accepted(let waiter):
             lastDataAt = loop.now
             waiter?.resume()
-            if headComplete { deliverHead() }
             return bytes.count
         case .pause:
             pausedForConsumer = true
