@@ -32,6 +32,9 @@ final class Transfer: @unchecked Sendable {
         var end: End?
         var headWaiter: CheckedContinuation<Result<ResponseHead, CurlError>, Never>?
         var bodyWaiter: CheckedContinuation<Void, Never>?
+
+        /// Body bytes or the end have arrived: reading would not wait.
+        var hasBodyOrEnd: Bool { !chunks.isEmpty || end != nil }
     }
 
     let request: HTTPRequest
@@ -122,16 +125,15 @@ final class Transfer: @unchecked Sendable {
         return step
     }
 
-    /// Body bytes or the end have arrived: reading would not wait.
     var hasBodyOrEnd: Bool {
-        shared.withLock { !$0.chunks.isEmpty || $0.end != nil }
+        shared.withLock { $0.hasBodyOrEnd }
     }
 
     /// Suspends until a chunk or the end arrives (returns at once if one already has).
     func waitForBody() async {
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
             let ready = shared.withLock { state in
-                guard state.chunks.isEmpty, state.end == nil else { return true }
+                guard !state.hasBodyOrEnd else { return true }
                 state.bodyWaiter = waiter
                 return false
             }
