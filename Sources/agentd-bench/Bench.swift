@@ -157,7 +157,7 @@ struct Bench {
         defer { generator.shutdown() }
         try measureLoad(emulator: emulator, port: port, generator: generator, into: &results)
         try measureStartAndReload(port: port, into: &results)
-        results.machine.loadAtEnd = Machine.loadAverage()
+        results.machine.runEnded()
         return results
     }
 

@@ -15,6 +15,11 @@ struct Machine {
     /// /proc/loadavg's 1, 5 and 15 minute figures when the run began: other work on the machine.
     var loadAtStart: String
     var loadAtEnd = ""
+    /// The machine is a virtual one on a shared host: time the hypervisor gave to other guests
+    /// while this one had work is lost to every process here, and makes tails that no change
+    /// to agentd moves.
+    var cpuTimesAtStart = CPUTimes.current()
+    var stolenDuringRun = ""
 
     static func current(swiftVersion: String) -> Machine {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
@@ -37,6 +42,15 @@ struct Machine {
             loadAtStart: loadAverage())
     }
 
+    mutating func runEnded() {
+        loadAtEnd = Self.loadAverage()
+        if let start = cpuTimesAtStart, let end = CPUTimes.current(), end.total > start.total {
+            stolenDuringRun = "\(fixed(Double(end.steal - start.steal) / Double(end.total - start.total) * 100, 1)) %"
+        } else {
+            stolenDuringRun = "n/a"
+        }
+    }
+
     static func loadAverage() -> String {
         let text = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? ""
         return text.split(separator: " ").prefix(3).joined(separator: " ")
@@ -53,7 +67,25 @@ struct Machine {
         | kernel | \(kernel) |
         | swift | \(swiftVersion) |
         | load average (1, 5, 15 min) at start / end | \(loadAtStart) / \(loadAtEnd) |
+        | CPU time stolen by the hypervisor during the run | \(stolenDuringRun) |
         """
+    }
+}
+
+/// The first line of /proc/stat: clock ticks of all CPUs since boot.
+struct CPUTimes {
+    var total: UInt64
+    var steal: UInt64
+
+    static func current() -> CPUTimes? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let line = text.split(separator: "\n").first, line.hasPrefix("cpu ")
+        else { return nil }
+        // user nice system idle iowait irq softirq steal guest guest_nice; guest time is
+        // already counted in user and nice.
+        let ticks = line.split(separator: " ").dropFirst().prefix(8).compactMap { UInt64($0) }
+        guard ticks.count == 8 else { return nil }
+        return CPUTimes(total: ticks.reduce(0, +), steal: ticks[7])
     }
 }
 

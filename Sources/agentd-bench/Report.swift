@@ -152,7 +152,8 @@ struct Report {
         }
         if let hundred = level(100) {
             let ratio = Spread(values: hundred.map { $0.agentd.requestsPerSecond / $0.direct.requestsPerSecond }).median
-            rows.append(("throughput ≥ 0.9 of direct (100 clients)", fixed(ratio, 2), ratio >= 0.9))
+            // Three digits: at two, a ratio of 0.895 would read as a missed 0.90.
+            rows.append(("throughput ≥ 0.9 of direct (100 clients)", fixed(ratio, 3), ratio >= 0.9))
         }
         if let hold = results.hold {
             let fits = hold.held >= 10_000 && results.holdRSS <= 1_073_741_824
