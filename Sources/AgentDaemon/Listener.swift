@@ -39,8 +39,10 @@ final class Listener: Sendable {
                         let activation = ActivationSignal(eventLoop: channel.eventLoop)
                         try channel.pipeline.syncOperations.addHandlers(
                             activation, ByteToMessageHandler(LineFramer(maxLineBytes: maxLineBytes)))
+                        // The deprecated initialiser on purpose: its writer finishes when
+                        // dropped, where the current one traps (see AcceptedConnection).
                         return AcceptedConnection(
-                            channel: try NIOAsyncChannel(wrappingChannelSynchronously: channel),
+                            channel: try NIOAsyncChannel(synchronouslyWrapping: channel),
                             active: activation.active)
                     }
                 }
@@ -85,10 +87,26 @@ final class Listener: Sendable {
 }
 
 /// An accepted connection, handed over before NIO has necessarily registered it.
-struct AcceptedConnection: Sendable {
+///
+/// When a reload or shutdown closes the listener while NIO is still setting up a connection it
+/// accepted, NIO drops the connection instead of handing it over (swift-nio issue 2813). An
+/// `NIOAsyncChannel` made with `init(wrappingChannelSynchronously:)` traps when dropped
+/// unfinished, which took the whole daemon down; one made with `init(synchronouslyWrapping:)`
+/// finishes instead, and this class's deinit closes the connection, which would otherwise stay
+/// open with nobody reading it. A connection that was served is closed already.
+final class AcceptedConnection: Sendable {
     let channel: NIOAsyncChannel<InboundLine, ByteBuffer>
     /// Completes once the channel is active: writes made before that are dropped.
     let active: EventLoopFuture<Void>
+
+    init(channel: NIOAsyncChannel<InboundLine, ByteBuffer>, active: EventLoopFuture<Void>) {
+        self.channel = channel
+        self.active = active
+    }
+
+    deinit {
+        channel.channel.close(promise: nil)
+    }
 }
 
 /// Completes `active` when an accepted channel becomes active (NIO registers it on its loop
