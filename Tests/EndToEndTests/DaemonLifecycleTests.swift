@@ -14,6 +14,9 @@ import Testing
         var keepBefore = stat()
         stat(harness.socketPath("keep"), &keepBefore)
         let held = try harness.connect("drop")
+        // A round trip makes the connection agentd's: one still in the listen backlog when the
+        // reload closes the listener is reset with it, as "removed agents stop accepting" says.
+        #expect(held.request(["id": "d0", "input": "before"]).last?["type"] == "done")
 
         harness.directory.write("agents.d/new.yaml", Agents.chat)
         harness.directory.write(
@@ -47,6 +50,29 @@ import Testing
         let error = try #require(status?["last_reload"]?["errors"]?.arrayValue?.first)
         #expect(error["file"]?.stringValue?.hasSuffix("break.yaml") == true)
         #expect(error["message"]?.stringValue?.contains("temperature") == true)
+        #expect(harness.stop() == 0)
+    }
+
+    /// A connection made as a reload removes its agent is told `unknown_agent` or closed (the
+    /// listener stops accepting); either way the daemon lives on and nothing is left hanging.
+    /// NIO drops a connection it accepted as its listener closed, which used to make agentd trap.
+    @Test func connectsRacingTheRemovalOfTheirAgentAreAnsweredOrClosed() throws {
+        let harness = try DaemonHarness(agents: ["keep.yaml": Agents.chat])
+        try harness.start()
+        for round in 0..<100 {
+            harness.directory.write("agents.d/drop.yaml", Agents.chat)
+            _ = try harness.reload()
+            let client = try harness.connect("drop")
+            harness.directory.remove("agents.d/drop.yaml")
+            _ = try harness.reload()
+            client.send(["id": "r", "input": "x"])
+            if let event = client.next(within: 5) {
+                #expect(event["error"]?["code"] == "unknown_agent", "round \(round): \(event.jsonText)")
+            } else {
+                #expect(client.isClosedByPeer(within: 1), "round \(round): neither answered nor closed")
+            }
+        }
+        #expect(try harness.control(["id": 1, "command": "status"])["status"] != nil)
         #expect(harness.stop() == 0)
     }
 
