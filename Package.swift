@@ -24,24 +24,36 @@ let package = Package(
         .systemLibrary(name: "CMalloc"),
 
         // Leaf modules: no agent knowledge.
+        .target(name: "Basics"),
         .target(name: "JSON"),
         .target(name: "YAML", dependencies: ["CYAML"]),
-        .target(name: "Curl", dependencies: ["CCurl"]),
+        .target(name: "SSE"),
+        .target(name: "Curl", dependencies: ["CCurl", "Basics"]),
         .target(name: "Systemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
 
         // The contract's vocabulary and the LLM layer.
-        .target(name: "AgentProtocol", dependencies: ["JSON"]),
+        .target(name: "AgentProtocol", dependencies: ["JSON", "Basics"]),
         .target(
             name: "LLM",
-            dependencies: ["JSON", "Curl", "AgentProtocol", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "JSON", "Basics", "Curl", "SSE", "AgentProtocol", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
-        .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM"]),
+        .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM", "AgentProtocol"]),
 
-        // The service.
+        // One request from its decoded line to its terminal event; no sockets.
+        .target(
+            name: "AgentRunner",
+            dependencies: [
+                "AgentCore", "AgentProtocol", "LLM", "JSON", "Basics", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // The service: sockets, connections, limits, registry and reload, lifecycle.
         .target(
             name: "AgentDaemon",
             dependencies: [
-                "AgentCore", "AgentProtocol", "LLM", "JSON", "Systemd", "CMalloc",
+                "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON", "Basics", "Systemd", "CMalloc",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -83,6 +95,7 @@ let package = Package(
         .executableTarget(
             name: "agentd-bench",
             dependencies: [
+                "Basics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -91,6 +104,7 @@ let package = Package(
 
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
+        .testTarget(name: "SSETests", dependencies: ["SSE", "TestSupport"]),
         // Fixtures are read in place through #filePath.
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM"], exclude: ["Fixtures"]),
         // What more than one test target needs.
@@ -110,17 +124,24 @@ let package = Package(
             name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON"], resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "JSON"]),
+        .testTarget(
+            name: "AgentRunnerTests",
+            dependencies: [
+                "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "SystemdTests", dependencies: ["Systemd", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AgentDaemonTests",
             dependencies: [
-                "AgentDaemon", "AgentProtocol", "JSON",
+                "AgentDaemon", "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["JSON", "AgentProtocol"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["JSON", "AgentProtocol", "Basics"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,4 @@
+import AgentProtocol
 import LLM
 
 /// How an agent reaches Mistral (CONTRACT §2 `mode`).
@@ -42,7 +43,10 @@ public struct Limits: Sendable, Equatable {
     public var queue = 64
     public var timeouts = Timeouts()
     /// Longest request line accepted.
-    public var maxRequestBytes = 1_048_576
+    public var maxRequestBytes = Limits.defaultMaxRequestBytes
+
+    /// 1 MiB: the contract's default, and the control socket's floor.
+    public static let defaultMaxRequestBytes = 1 << 20
 
     public init() {}
 }
@@ -98,4 +102,13 @@ public struct AgentDefinition: Sendable, Equatable {
 extension AgentDefinition {
     /// One line for listings: `support (normal, mistral-small-latest)`.
     public var summary: String { "\(name) (\(mode.rawValue), \(modelOrAgentID))" }
+}
+
+extension AgentDefinition {
+    /// The upstream call for a client's history, with per-request options over the agent's own.
+    public func llmRequest(messages: [ChatMessage], overrides: GenerationOptions) -> LLMRequest {
+        LLMRequest(
+            upstream: upstream, system: system, tools: tools, options: options.merging(overrides),
+            messages: messages, timeouts: limits.timeouts, retry: retry)
+    }
 }

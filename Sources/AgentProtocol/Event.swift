@@ -13,15 +13,15 @@ public enum Event {
         .object(["id": id.json, "type": "delta", "text": .string(text)])
     }
 
-    public static func toolCall(id: RequestID, call: JSONValue) -> JSONValue {
-        .object(["id": id.json, "type": "tool_call", "tool_call": call])
+    public static func toolCall(id: RequestID, call: ToolCall) -> JSONValue {
+        .object(["id": id.json, "type": "tool_call", "tool_call": call.eventJSON])
     }
 
     public static func done(
-        id: RequestID, text: String, toolCalls: [JSONValue], finishReason: String, usage: JSONValue, model: String?
+        id: RequestID, text: String, toolCalls: [ToolCall], finishReason: String, usage: JSONValue, model: String?
     ) -> JSONValue {
         var event: JSONObject = [
-            "id": id.json, "type": "done", "text": .string(text), "tool_calls": .array(toolCalls),
+            "id": id.json, "type": "done", "text": .string(text), "tool_calls": .array(toolCalls.map(\.eventJSON)),
             "finish_reason": .string(finishReason), "usage": usage,
         ]
         if let model { event["model"] = .string(model) }
@@ -69,5 +69,17 @@ extension ErrorInfo {
             code: code, message: body["message"]?.stringValue ?? "", retryable: body["retryable"]?.boolValue ?? false,
             status: body["status"]?.intValue.map(Int.init)
         )
+    }
+}
+
+extension ToolCall {
+    /// The call as events carry it: `arguments` as an object when it holds JSON text, as
+    /// Mistral returns it.
+    var eventJSON: JSONValue {
+        var arguments = self.arguments
+        if case .string(let text) = arguments, let parsed = try? JSONParser.parse(text), case .object = parsed {
+            arguments = parsed
+        }
+        return ["id": .string(id), "name": .string(name), "arguments": arguments]
     }
 }

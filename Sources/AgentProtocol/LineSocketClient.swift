@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 import JSON
 
@@ -40,28 +41,19 @@ public struct LineSocketError: Error, Sendable, CustomStringConvertible {
 public final class LineSocketClient {
     public let path: String
     private let descriptor: Int32
-    private var pending: [UInt8] = []
-    private var scanned = 0
+    private var lines = LineBuffer()
 
     /// Connects to the Unix socket at `path`.
     public init(path: String) throws(LineSocketError) {
         self.path = path
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(path.utf8)
-        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw LineSocketError(.connect, path: path, errno: ENAMETOOLONG)
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            buffer.copyBytes(from: pathBytes)
-            buffer[pathBytes.count] = 0
-        }
         descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw LineSocketError(.connect, path: path, errno: Glibc.errno) }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
+        let result: Int32
+        do {
+            result = try UnixSocketAddress.with(path) { connect(descriptor, $0, $1) }
+        } catch {
+            close(descriptor)
+            throw LineSocketError(.connect, path: path, errno: ENAMETOOLONG)
         }
         guard result == 0 else {
             let error = Glibc.errno
@@ -93,13 +85,7 @@ public final class LineSocketClient {
     /// The next line as received, without its newline; nil once the peer has closed the connection.
     public func nextLine() throws(LineSocketError) -> [UInt8]? {
         while true {
-            if let newline = pending[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Array(pending[..<newline])
-                pending.removeSubrange(...newline)
-                scanned = 0
-                return line
-            }
-            scanned = pending.count
+            if let line = lines.nextLine() { return line }
             var buffer = [UInt8](repeating: 0, count: 65536)
             let count = recv(descriptor, &buffer, buffer.count, 0)
             if count < 0 {
@@ -107,7 +93,7 @@ public final class LineSocketClient {
                 throw LineSocketError(.receive, path: path, errno: Glibc.errno)
             }
             if count == 0 { return nil }
-            pending.append(contentsOf: buffer[0..<count])
+            lines.append(buffer[0..<count])
         }
     }
 

@@ -25,12 +25,6 @@ static inline CURLcode agentd_easy_setopt_write_callback(CURL *easy, size_t (*cb
 static inline CURLcode agentd_easy_setopt_header_callback(CURL *easy, size_t (*cb)(char *, size_t, size_t, void *)) {
     return curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, cb);
 }
-static inline CURLcode agentd_easy_setopt_xferinfo_callback(CURL *easy, int (*cb)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t)) {
-    return curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, cb);
-}
-static inline CURLcode agentd_easy_getinfo_long(CURL *easy, CURLINFO info, long *value) {
-    return curl_easy_getinfo(easy, info, value);
-}
 static inline CURLcode agentd_easy_getinfo_pointer(CURL *easy, CURLINFO info, void **value) {
     return curl_easy_getinfo(easy, info, value);
 }

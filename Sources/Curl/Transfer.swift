@@ -1,3 +1,4 @@
+import Basics
 internal import CCurl
 import Synchronization
 
@@ -59,7 +60,7 @@ final class Transfer: @unchecked Sendable {
     init(_ request: HTTPRequest, loop: CurlLoop) {
         self.request = request
         self.loop = loop
-        idleNanoseconds = request.idleTimeout.nanoseconds
+        idleNanoseconds = request.idleTimeout.saturatingNanoseconds
         errorBuffer = .allocate(capacity: Int(agentd_curl_error_size))
         errorBuffer.initialize(repeating: 0, count: Int(agentd_curl_error_size))
     }
@@ -151,7 +152,7 @@ final class Transfer: @unchecked Sendable {
         try check(agentd_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer))
         try setLong(CURLOPT_NOSIGNAL, 1)
         try setLong(CURLOPT_HTTP_VERSION, agentd_curl_http_version_2tls)
-        try setLong(CURLOPT_CONNECTTIMEOUT_MS, Int(clamping: request.connectTimeout.nanoseconds / 1_000_000))
+        try setLong(CURLOPT_CONNECTTIMEOUT_MS, Int(clamping: request.connectTimeout.saturatingNanoseconds / 1_000_000))
         try setLong(CURLOPT_TCP_KEEPALIVE, 1)
         // SSE events are a few hundred bytes; curl's default 16 KiB receive buffer per transfer
         // was a third of agentd's memory per held stream (agentd-bench --hold).
@@ -171,8 +172,8 @@ final class Transfer: @unchecked Sendable {
         try setHeaders(easy)
 
         let now = loop.now
-        firstByteDeadline = now.saturatingAdd(request.firstByteTimeout.nanoseconds)
-        totalDeadline = now.saturatingAdd(request.totalTimeout.nanoseconds)
+        firstByteDeadline = now.saturatingAdd(request.firstByteTimeout.saturatingNanoseconds)
+        totalDeadline = now.saturatingAdd(request.totalTimeout.saturatingNanoseconds)
     }
 
     private func setLong(_ option: CURLoption, _ value: Int) throws(CurlError) {
@@ -356,22 +357,5 @@ extension String {
         guard let first = utf8.firstIndex(where: { !isSpace($0) }), let last = utf8.lastIndex(where: { !isSpace($0) })
         else { return "" }
         return String(self[first...last])
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, saturating (negative durations count as zero).
-    var nanoseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        guard seconds >= 0 else { return 0 }
-        let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? .max : whole.saturatingAdd(UInt64(attoseconds / 1_000_000_000))
-    }
-}
-
-extension UInt64 {
-    func saturatingAdd(_ other: UInt64) -> UInt64 {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? .max : sum
     }
 }

@@ -1,6 +1,8 @@
 import AgentProtocol
-public import Curl
+import Basics
+import Curl
 public import Logging
+import SSE
 
 /// Mistral's chat completions, agents completions and conversations APIs behind one call.
 ///
@@ -8,7 +10,7 @@ public import Logging
 /// error code; 429, 500, 502, 503, 504 and connection failures are retried (backoff with full
 /// jitter, `Retry-After` honoured) while nothing of the reply has been yielded and the request's
 /// total timeout allows. The API key is sent in a header only: it is in no error, log or description.
-public final class MistralClient: Sendable {
+public final class MistralClient: LLMClient {
     private let baseURL: String
     private let apiKey: String?
     private let transport: CurlClient
@@ -18,8 +20,15 @@ public final class MistralClient: Sendable {
     private static let maxErrorBodyBytes = 64 << 10
     private static let maxReplyBytes = 32 << 20
 
+    /// Starts the HTTP client (curl's thread); `shutdown()` stops it.
+    ///
     /// `apiKey` nil: every request fails with `upstream_auth`, saying how to configure a key.
-    public init(baseURL: String, apiKey: String?, transport: CurlClient, logger: Logger) {
+    public convenience init(baseURL: String, apiKey: String?, logger: Logger) throws {
+        self.init(baseURL: baseURL, apiKey: apiKey, transport: try CurlClient(), logger: logger)
+    }
+
+    /// A client over a transport the caller owns (the tests share one between clients).
+    init(baseURL: String, apiKey: String?, transport: CurlClient, logger: Logger) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
@@ -28,19 +37,14 @@ public final class MistralClient: Sendable {
         self.logger = logger
     }
 
-    /// Runs `request` and hands its reply to `deliver` in batches (never empty): `.text`
-    /// deltas, then each `.toolCall`, then `.done` last. A batch holds what one read of the
-    /// upstream decoded to, so a reply that arrives at once costs the caller one call.
-    ///
-    /// `deliver` runs in the caller's task: while it waits (a client that is not reading), the
-    /// upstream read waits too and curl pauses the transfer, so nothing is buffered without
-    /// bound. Whatever `deliver` throws ends the call with that same error; a failure of the
-    /// request itself is an `ErrorInfo`. Either way, and on cancellation of the calling task,
-    /// the upstream transfer is cancelled, closing its connection.
-    ///
-    /// `answered` runs when an attempt's 2xx head has arrived ahead of its body: a consumer that
-    /// announces the reply can do it then, and otherwise together with the first batch. It may
-    /// run again for a retried attempt; what it throws ends the call as `deliver`'s errors do.
+    /// Cancels the transfers still running and stops the HTTP client's thread.
+    public func shutdown() {
+        transport.shutdown()
+    }
+
+    /// The upstream transfer is cancelled, closing its connection, whenever the call ends
+    /// early: `deliver` threw, the request failed, or the calling task was cancelled. While
+    /// `deliver` waits, curl pauses the transfer.
     public func run(
         _ request: LLMRequest, answered: () async throws -> Void = {}, deliver: ([LLMEvent]) async throws -> Void
     ) async throws {
@@ -88,7 +92,7 @@ public final class MistralClient: Sendable {
                 metadata: [
                     "upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "error.code": "\(info.code.rawValue)",
                     "upstream.status": "\(info.status.map(String.init) ?? "-")",
-                    "retry.delay_ms": "\(delay.nanoseconds / 1_000_000)",
+                    "retry.delay_ms": "\(delay.milliseconds)",
                 ]
             )
             do {

@@ -22,7 +22,7 @@ struct ReplyDecoder {
     private var usage = Usage()
     private var model: String?
     /// True once the reply's end marker has been read; later bytes are not needed.
-    private(set) var isFinished = false
+    private var isFinished = false
 
     init(format: PreparedRequest.ReplyFormat, toolCallIDs: ToolCallIDMap) {
         self.format = format

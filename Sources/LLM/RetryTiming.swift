@@ -1,3 +1,5 @@
+import Basics
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -14,15 +16,8 @@ extension RetryPolicy {
         if let retryAfter { return retryAfter }
         let exponent = min(max(attempt - 1, 0), 30)
         let ceiling = min(maxDelay, baseDelay * (1 << exponent))
-        let ceilingNanoseconds = max(ceiling.nanoseconds, 0)
+        let ceilingNanoseconds = Int64(clamping: ceiling.saturatingNanoseconds)
         return .nanoseconds(Int64.random(in: 0...ceilingNanoseconds, using: &generator))
-    }
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }
 

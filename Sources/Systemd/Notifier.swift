@@ -26,10 +26,6 @@ public struct SystemdNotifier: Sendable {
         send(["STOPPING=1", "STATUS=\(status)"])
     }
 
-    public func status(_ status: String) {
-        send(["STATUS=\(status)"])
-    }
-
     public func watchdog() {
         send(["WATCHDOG=1"])
     }

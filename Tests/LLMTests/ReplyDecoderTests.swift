@@ -88,7 +88,7 @@ struct ReplyDecoderTests {
             data:
                 #"{"type":"conversation.response.done","usage":{"prompt_tokens":1,"total_tokens":3,"completion_tokens":2}}"#
         )
-        #expect(decoder.isFinished)
+        #expect(try decoder.endOfStream().isEmpty, "the done event ended the reply")
         let call = ToolCall(id: "Abc123xyz", name: "f", arguments: ["a": true])
         #expect(
             events == [

@@ -1,3 +1,4 @@
+import AgentProtocol
 import JSON
 
 @testable import LLM

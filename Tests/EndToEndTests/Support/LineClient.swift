@@ -1,10 +1,12 @@
+import AgentProtocol
+import Basics
 import Glibc
 import JSON
 
 /// A line-JSON client on a Unix socket, as socat or nc would be.
 final class LineClient: @unchecked Sendable {
     let descriptor: Int32
-    private var pending: [UInt8] = []
+    private var lines = LineBuffer()
 
     init(path: String) throws {
         descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -40,11 +42,7 @@ final class LineClient: @unchecked Sendable {
     func next(within seconds: Double = 10) -> JSONValue? {
         let deadline = monotonicNow() + seconds * 1000
         while true {
-            if let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Array(pending[..<newline])
-                pending.removeSubrange(...newline)
-                return try? JSONParser.parse(bytes: line)
-            }
+            if let line = lines.nextLine() { return try? JSONParser.parse(bytes: line) }
             let remaining = deadline - monotonicNow()
             guard remaining > 0 else { return nil }
             var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
@@ -52,7 +50,7 @@ final class LineClient: @unchecked Sendable {
             var buffer = [UInt8](repeating: 0, count: 65536)
             let count = recv(descriptor, &buffer, buffer.count, 0)
             if count <= 0 { return nil }
-            pending.append(contentsOf: buffer[0..<count])
+            lines.append(buffer[0..<count])
         }
     }
 
@@ -62,7 +60,7 @@ final class LineClient: @unchecked Sendable {
         let deadline = monotonicNow() + seconds * 1000
         while monotonicNow() < deadline, let event = next(within: (deadline - monotonicNow()) / 1000) {
             events.append(event)
-            if event["id"] == id, ["done", "error", "result"].contains(event["type"]?.stringValue ?? "") { break }
+            if event["id"] == id, ReceivedEvent(event)?.isTerminal == true { break }
         }
         return events
     }
@@ -82,7 +80,7 @@ final class LineClient: @unchecked Sendable {
             var buffer = [UInt8](repeating: 0, count: 65536)
             let count = recv(descriptor, &buffer, buffer.count, 0)
             if count <= 0 { return true }
-            pending.append(contentsOf: buffer[0..<count])
+            lines.append(buffer[0..<count])
         }
         return false
     }

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Glibc
 import JSON
@@ -39,7 +40,7 @@ final class TemporaryDirectory: @unchecked Sendable {
         let file = "\(path)/\(name)"
         try? FileManager.default.createDirectory(
             atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: file, contents: Data(contents.utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data(contents.utf8))
     }
 
     func remove(_ name: String) {
@@ -90,8 +91,8 @@ final class ChildProcess: @unchecked Sendable {
         let name = (executable as NSString).lastPathComponent + "-\(UInt32.random(in: 0...UInt32.max))"
         stdoutPath = "\(logDirectory)/\(name).out"
         stderrPath = "\(logDirectory)/\(name).err"
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         process.standardInput = FileHandle.nullDevice
@@ -172,14 +173,9 @@ final class Emulator: @unchecked Sendable {
     var activeStreams: Int { (try? stats())?["active_streams"]?.intValue.map(Int.init) ?? -1 }
 }
 
-/// Calls `body` with a `sockaddr_un` for `path`, for bind(2) or connect(2).
-func withUnixAddress<Result>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result {
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
+/// Calls `body` with a `sockaddr_un` for `path`, for bind(2) or connect(2); -1 for a path too long.
+func withUnixAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+    (try? UnixSocketAddress.with(path, body)) ?? -1
 }
 
 /// Leaves a socket file at `path` that nobody listens on, as a crashed daemon does.

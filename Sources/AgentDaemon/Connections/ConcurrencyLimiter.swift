@@ -1,4 +1,5 @@
 import AgentProtocol
+import AgentRunner
 import Synchronization
 
 /// Bounds one agent's upstream calls: `max_concurrent` run, up to `queue` wait in arrival
@@ -145,7 +146,7 @@ final class ConcurrencyLimiter: Sendable {
     }
 
     /// One request's claim on the limiter, from admission until it ends.
-    final class Reservation: Sendable {
+    final class Reservation: Admission {
         private enum Claim {
             case slot
             case queued(UInt64)

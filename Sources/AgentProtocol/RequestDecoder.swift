@@ -1,46 +1,21 @@
-import AgentProtocol
 import JSON
-import LLM
-
-/// A request line of an agent socket (or a control `chat`), decoded but not yet checked
-/// against the agent: `options` need the agent's mode and tools.
-struct ChatRequest: Sendable {
-    var id: RequestID
-    var messages: [ChatMessage]
-    var stream: Bool
-    var options: JSONValue?
-}
-
-/// What one inbound line asks for.
-enum WireCommand: Sendable {
-    case chat(ChatRequest)
-    case cancel(RequestID)
-    /// Control socket only.
-    case control(id: RequestID, command: String, body: JSONObject)
-}
-
-/// A line that broke the protocol, with the id when the line carried a usable one.
-struct WireError: Error, Sendable {
-    var id: RequestID?
-    var info: ErrorInfo
-
-    init(id: RequestID?, _ message: String, code: ErrorCode = .badRequest) {
-        self.id = id
-        self.info = ErrorInfo(code: code, message: message)
-    }
-}
 
 /// Decodes request lines (CONTRACT §4). Every rejection names the field at fault.
-struct WireDecoder: Sendable {
+public struct RequestDecoder: Sendable {
     /// Assigns ids to requests that carry none.
-    let makeID: @Sendable () -> RequestID
+    public let makeID: @Sendable () -> RequestID
     /// Control sockets accept `command` lines; agent sockets do not.
-    let acceptsCommands: Bool
+    public let acceptsCommands: Bool
 
-    static let chatKeys: Set<String> = ["id", "messages", "input", "stream", "options"]
+    public init(makeID: @escaping @Sendable () -> RequestID, acceptsCommands: Bool) {
+        self.makeID = makeID
+        self.acceptsCommands = acceptsCommands
+    }
+
+    public static let chatKeys: Set<String> = ["id", "messages", "input", "stream", "options"]
     static let messageKeys: Set<String> = ["role", "content", "tool_calls", "tool_call_id", "name"]
 
-    func decode(_ bytes: some Collection<UInt8>) -> Result<WireCommand, WireError> {
+    public func decode(_ bytes: some Collection<UInt8>) -> Result<WireCommand, WireError> {
         Result { () throws(WireError) in try decodeOrThrow(bytes) }
     }
 
@@ -86,7 +61,9 @@ struct WireDecoder: Sendable {
     }
 
     /// Also used for control `chat`, whose lines carry `command` and `agent` besides.
-    func decodeChat(_ object: JSONObject, id: RequestID, allowedKeys: Set<String>) throws(WireError) -> ChatRequest {
+    public func decodeChat(_ object: JSONObject, id: RequestID, allowedKeys: Set<String>) throws(WireError)
+        -> ChatRequest
+    {
         if let unknown = object.keys.first(where: { !allowedKeys.contains($0) }) {
             throw WireError(
                 id: id, "\(unknown): unknown field (expected one of \(allowedKeys.sorted().joined(separator: ", ")))")
@@ -146,7 +123,8 @@ struct WireDecoder: Sendable {
         switch object["content"] {
         case nil, .null?: break
         case .string(let text)?: message.content = text
-        case .array(let parts)?: message.content = try joinTextParts(parts, path: "\(path).content", id: id)
+        case .array(let parts)?:
+            message.content = try decodeChunks(parts, path: "\(path).content", id: id).map(\.text).joined()
         case let other?: throw WireError(id: id, "\(path).content: must be a string, got \(other.typeName)")
         }
         if let calls = object["tool_calls"], calls != .null {
@@ -178,17 +156,16 @@ struct WireDecoder: Sendable {
         return message
     }
 
-    /// OpenAI-style content arrays of `{"type":"text","text":…}` parts; other part types have no
-    /// meaning for a text agent.
-    private func joinTextParts(_ parts: [JSONValue], path: String, id: RequestID) throws(WireError) -> String {
-        var text = ""
+    /// A content list: Mistral's (and OpenAI's) `{"type":"text","text":…}` chunks.
+    private func decodeChunks(_ parts: [JSONValue], path: String, id: RequestID) throws(WireError) -> [ContentChunk] {
+        var chunks: [ContentChunk] = []
         for (index, part) in parts.enumerated() {
-            guard part["type"]?.stringValue == "text", let piece = part["text"]?.stringValue else {
+            guard part["type"]?.stringValue == "text", let text = part["text"]?.stringValue else {
                 throw WireError(id: id, "\(path)[\(index)]: only {\"type\":\"text\",\"text\":…} parts are supported")
             }
-            text += piece
+            chunks.append(.text(text))
         }
-        return text
+        return chunks
     }
 
     /// Accepts `{"id","name","arguments"}` and OpenAI's `{"id","type":"function","function":{"name","arguments"}}`.

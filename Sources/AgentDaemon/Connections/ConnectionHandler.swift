@@ -1,4 +1,5 @@
 import AgentProtocol
+import AgentRunner
 import Glibc
 import JSON
 import NIOCore
@@ -53,7 +54,8 @@ struct ChannelSink: EventSink {
 /// What a connection's lines are for.
 enum ConnectionRoute: Sendable {
     case agent(AgentRuntime)
-    case control
+    /// The control socket: its commands, and `chat` for any agent.
+    case control(ControlCommands)
 }
 
 /// Serves one accepted connection until the client closes it: decodes lines, runs requests
@@ -61,9 +63,8 @@ enum ConnectionRoute: Sendable {
 struct ConnectionHandler: Sendable {
     let route: ConnectionRoute
     let runner: RequestRunner
-    let control: ControlCommands
     let tracker: ConnectionTracker
-    let decoder: WireDecoder
+    let decoder: RequestDecoder
 
     /// `executor` runs the connection's requests: the task calling this prefers it already, and
     /// the request tasks, which are unstructured, are given it.
@@ -148,6 +149,8 @@ struct ConnectionHandler: Sendable {
             }
             return try await admit(request, to: agent, state: state, peer: peer, sink: sink, executor: executor)
         case .success(.control(let id, let command, let body)):
+            // The decoder takes commands on the control socket only.
+            guard case .control(let control) = route else { return nil }
             if command == "chat" {
                 switch control.chatTarget(id: id, body: body, decoder: decoder) {
                 case .failure(let error):
@@ -219,9 +222,9 @@ struct ConnectionHandler: Sendable {
         let tracker = tracker
         return {
             let task = Task(executorPreference: executor) {
-                await runner.run(
-                    request, on: agent, reservation: reservation, handle: handle, peer: peer?.runnerPeer, sink: sink,
-                    beforeTerminal: { state.finish(request.id, handle) })
+                await agent.serve(
+                    request, with: runner, reservation: reservation, handle: handle, peer: peer?.runnerPeer,
+                    sink: sink, beforeTerminal: { state.finish(request.id, handle) })
             }
             handle.attach(task)
             tracker.started(handle)

@@ -1,5 +1,6 @@
 import AgentCore
 import AgentProtocol
+import Basics
 import Glibc
 import JSON
 import Synchronization
@@ -16,8 +17,6 @@ final class LastReload: Sendable {
 
 /// The control socket's commands (CONTRACT §4): `list`, `status`, `reload`, `chat`.
 struct ControlCommands: Sendable {
-    static let version = "0.1.0"
-
     let registry: AgentRegistry
     let tracker: ConnectionTracker
     let reloads: ReloadCoordinator
@@ -47,7 +46,7 @@ struct ControlCommands: Sendable {
     }
 
     /// Resolves a `chat` command to the request and the agent it is for.
-    func chatTarget(id: RequestID, body: JSONObject, decoder: WireDecoder) -> Result<
+    func chatTarget(id: RequestID, body: JSONObject, decoder: RequestDecoder) -> Result<
         (ChatRequest, AgentRuntime), WireError
     > {
         Result { () throws(WireError) in
@@ -58,7 +57,7 @@ struct ControlCommands: Sendable {
                 throw WireError(id: id, "agent: no agent named \"\(name)\"", code: .unknownAgent)
             }
             let request = try decoder.decodeChat(
-                body, id: id, allowedKeys: WireDecoder.chatKeys.union(["command", "agent"]))
+                body, id: id, allowedKeys: RequestDecoder.chatKeys.union(["command", "agent"]))
             return (request, agent)
         }
     }
@@ -71,12 +70,12 @@ struct ControlCommands: Sendable {
         var agents = JSONObject()
         for entry in registry.all {
             var counters = entry.runtime.counters.json.objectValue ?? [:]
-            counters["state"] = .string(entry.runtime.state.rawValue)
+            counters["state"] = .string(entry.runtime.state.listed)
             agents[entry.runtime.name] = .object(counters)
         }
         let uptime = ContinuousClock.now - startedAt
         var status: JSONObject = [
-            "version": .string(Self.version), "pid": .int(Int64(getpid())),
+            "version": .string(BuildInfo.version), "pid": .int(Int64(getpid())),
             "uptime_s": .double((Double(uptime.milliseconds) / 1000).rounded()),
             "agents": .object(agents), "in_flight": .int(Int64(tracker.inFlight)),
             "connections": .int(Int64(tracker.connectionCount)),

@@ -1,47 +1,65 @@
 import AgentCore
 import AgentProtocol
+import Basics
 import JSON
 import LLM
 import Logging
 
-/// Where a request's events go: a connection's outbound side.
-protocol EventSink: Sendable {
-    /// Writes the events' lines in one go. Suspends while the client is not reading
-    /// (back-pressure); throws when it is gone.
-    func send(_ events: [JSONValue]) async throws
+/// A request's place under its agent's concurrency limit, taken when the request was admitted.
+public protocol Admission: Sendable {
+    /// Returns once the request may call upstream; throws `overloaded`/`timeout` as an
+    /// `ErrorInfo` when the queue wait outlasts `deadline`, or on cancellation.
+    func waitForSlot(agent: String, deadline: ContinuousClock.Instant) async throws
 }
 
-extension EventSink {
-    func send(_ event: JSONValue) async throws {
-        try await send([event])
-    }
+/// How a request ended, for the agent's counters.
+public enum RequestOutcome: Sendable, Equatable {
+    case done(Usage)
+    case failed(ErrorInfo)
 }
 
 /// Runs one chat request against one agent and sends its events: when streaming, `start` once
 /// the upstream answers, then deltas and tool calls; then exactly one terminal `done` or `error`.
-struct RequestRunner: Sendable {
-    let client: MistralClient
+///
+/// Everything between a decoded request line and its terminal event happens here: options,
+/// the queue wait, the upstream call (whose fixups and retries are the LLM layer's) and the
+/// mapping of its reply to events. It knows nothing of sockets: the sink and the admission are
+/// the transport's.
+public struct RequestRunner: Sendable {
+    let client: any LLMClient
     let logger: Logger
     let logContent: Bool
 
-    struct Peer: Sendable {
-        var pid: Int32
-        var uid: UInt32
-        var gid: UInt32
+    public init(client: any LLMClient, logger: Logger, logContent: Bool) {
+        self.client = client
+        self.logger = logger
+        self.logContent = logContent
+    }
+
+    /// The connected client, for the request's log lines.
+    public struct Peer: Sendable {
+        public var pid: Int32
+        public var uid: UInt32
+        public var gid: UInt32
+
+        public init(pid: Int32, uid: UInt32, gid: UInt32) {
+            self.pid = pid
+            self.uid = uid
+            self.gid = gid
+        }
     }
 
     /// `beforeTerminal` runs just before the terminal event is written, so the connection can
     /// free the request's id for reuse by the time the client reads that event.
-    func run(
-        _ request: ChatRequest, on agent: AgentRuntime, reservation: ConcurrencyLimiter.Reservation,
-        handle: RequestHandle, peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
-    ) async {
-        let definition = agent.definition
+    public func run(
+        _ request: ChatRequest, on definition: AgentDefinition, admission: some Admission, handle: RequestHandle,
+        peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
+    ) async -> RequestOutcome {
         let started = ContinuousClock.now
         // Built only for messages the log level lets through: most requests log none.
         func metadata(_ fields: Logger.Metadata) -> Logger.Metadata {
             var metadata = fields
-            metadata["agent"] = "\(agent.name)"
+            metadata["agent"] = "\(definition.name)"
             metadata["request.id"] = "\(request.id)"
             if let peer {
                 metadata["peer.uid"] = "\(peer.uid)"
@@ -54,51 +72,40 @@ struct RequestRunner: Sendable {
         } else {
             logger.debug("Request received", metadata: metadata(["messages": "\(request.messages.count)"]))
         }
-        agent.count {
-            $0.requests += 1
-            $0.inFlight += 1
-        }
-        defer {
-            reservation.finish()
-            agent.count { $0.inFlight -= 1 }
-        }
 
-        let outcome: ErrorInfo?
+        let outcome: RequestOutcome
         do {
             let completion = try await execute(
-                request, definition: definition, reservation: reservation, sink: sink, beforeTerminal: beforeTerminal)
-            agent.count {
-                $0.promptTokens += completion.usage.promptTokens
-                $0.completionTokens += completion.usage.completionTokens
-            }
+                request, definition: definition, admission: admission, sink: sink, beforeTerminal: beforeTerminal)
             if logContent { logger.info("Reply", metadata: metadata(["content": "\(completion.text)"])) }
-            outcome = nil
+            outcome = .done(completion.usage)
         } catch is SinkClosed {
-            outcome = handle.cancellationReason ?? .clientDisconnected
+            outcome = .failed(handle.cancellationReason ?? .clientDisconnected)
         } catch {
             let info = handle.cancellationReason ?? Self.errorInfo(error)
-            outcome = info
+            outcome = .failed(info)
             // A cancelled task cannot write (NIO refuses writes from it), yet the client is owed
             // its terminal event: an unstructured task does not inherit the cancellation.
             beforeTerminal()
             await Task { try? await sink.send(Event.error(id: request.id, info)) }.value
         }
         let elapsed = ContinuousClock.now - started
-        if let outcome {
-            agent.count { $0.errors += 1 }
+        switch outcome {
+        case .failed(let info):
             logger.notice(
                 "Request failed",
                 metadata: metadata([
-                    "error.code": "\(outcome.code.rawValue)", "error.message": "\(outcome.message)",
+                    "error.code": "\(info.code.rawValue)", "error.message": "\(info.message)",
                     "duration_ms": "\(elapsed.milliseconds)",
                 ]))
-        } else {
+        case .done:
             logger.info("Request done", metadata: metadata(["duration_ms": "\(elapsed.milliseconds)"]))
         }
+        return outcome
     }
 
     private func execute(
-        _ request: ChatRequest, definition: AgentDefinition, reservation: ConcurrencyLimiter.Reservation,
+        _ request: ChatRequest, definition: AgentDefinition, admission: some Admission,
         sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
     ) async throws -> Completion {
         let options: GenerationOptions
@@ -111,7 +118,7 @@ struct RequestRunner: Sendable {
         // call, bounded by the LLM layer with what is left. No timer runs for requests that
         // find a free slot, which is nearly all of them.
         let deadline = ContinuousClock.now + definition.limits.timeouts.total
-        try await reservation.waitForSlot(agent: definition.name, deadline: deadline)
+        try await admission.waitForSlot(agent: definition.name, deadline: deadline)
         var llmRequest = definition.llmRequest(messages: request.messages, overrides: options)
         llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
         // `start` says the upstream is answering. It goes out with the reply's first batch, in
@@ -136,11 +143,11 @@ struct RequestRunner: Sendable {
                 case .text(let text):
                     if request.stream { lines.append(Event.delta(id: request.id, text: text)) }
                 case .toolCall(let call):
-                    if request.stream { lines.append(Event.toolCall(id: request.id, call: call.eventJSON)) }
+                    if request.stream { lines.append(Event.toolCall(id: request.id, call: call)) }
                 case .done(let done):
                     lines.append(
                         Event.done(
-                            id: request.id, text: done.text, toolCalls: done.toolCalls.map(\.eventJSON),
+                            id: request.id, text: done.text, toolCalls: done.toolCalls,
                             finishReason: done.finishReason, usage: done.usage.json, model: done.model))
                     completion = done
                     beforeTerminal()
@@ -173,44 +180,5 @@ struct RequestRunner: Sendable {
         case is CancellationError: .cancelledByClient
         default: ErrorInfo(code: .internal, message: "internal error: \(error)")
         }
-    }
-}
-
-/// The client stopped reading for good: its connection is gone.
-struct SinkClosed: Error {}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-}
-
-extension ToolCall {
-    /// `arguments` as an object when it holds JSON text, as events promise.
-    var eventJSON: JSONValue {
-        var arguments = self.arguments
-        if case .string(let text) = arguments, let parsed = try? JSONParser.parse(text), case .object = parsed {
-            arguments = parsed
-        }
-        return ["id": .string(id), "name": .string(name), "arguments": arguments]
-    }
-}
-
-extension Usage {
-    var json: JSONValue {
-        [
-            "prompt_tokens": .int(Int64(promptTokens)), "completion_tokens": .int(Int64(completionTokens)),
-            "total_tokens": .int(Int64(totalTokens)),
-        ]
-    }
-}
-
-extension AgentDefinition {
-    /// The upstream call for a client's history, with per-request options over the agent's own.
-    func llmRequest(messages: [ChatMessage], overrides: GenerationOptions) -> LLMRequest {
-        LLMRequest(
-            upstream: upstream, system: system, tools: tools, options: options.merging(overrides),
-            messages: messages, timeouts: limits.timeouts, retry: retry)
     }
 }

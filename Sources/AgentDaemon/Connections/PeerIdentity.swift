@@ -1,4 +1,5 @@
 import AgentCore
+import AgentRunner
 import Glibc
 import NIOPosix
 import Synchronization

@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 
 /// A failure to create, bind or inspect a socket, with the path and errno.
@@ -42,7 +43,8 @@ enum UnixSocket {
         let directory = parentDirectory(of: path)
         var template = Array("\(directory)/.b-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw SocketError(path, "creating a private bind directory") }
-        let privateDirectory = String(cString: template)
+        let privateDirectory = String(
+            decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         defer { rmdir(privateDirectory) }
         let temporaryPath = privateDirectory + "/s"
 
@@ -106,20 +108,10 @@ enum UnixSocket {
     private static func withAddress<Result>(
         _ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Result
     ) throws(SocketError) -> Result {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        let bytes = Array(path.utf8)
-        guard bytes.count < capacity else {
-            throw SocketError(
-                path, message: "path is \(bytes.count) bytes; Unix socket paths must be under \(capacity)")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            buffer.copyBytes(from: bytes)
-            buffer[bytes.count] = 0
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        do {
+            return try UnixSocketAddress.with(path, body)
+        } catch {
+            throw SocketError(path, message: "\(error)")
         }
     }
 

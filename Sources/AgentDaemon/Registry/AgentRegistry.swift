@@ -1,42 +1,14 @@
 import AgentCore
 import Glibc
-import JSON
 import Synchronization
 
-/// The outcome of a reload (or of the first load at start), as `reload` reports it.
-struct ReloadReport: Sendable {
-    var time: Double
-    var added: [String] = []
-    var changed: [String] = []
-    var removed: [String] = []
-    var unchanged: [String] = []
-    var errors: [Diagnostic] = []
-
-    var ok: Bool { errors.isEmpty }
-
-    var summary: String {
-        var parts = ["\(added.count) added", "\(changed.count) changed", "\(removed.count) removed"]
-        parts.append("\(unchanged.count) unchanged")
-        if !errors.isEmpty { parts.append("\(errors.count) error\(errors.count == 1 ? "" : "s")") }
-        return parts.joined(separator: ", ")
-    }
-
-    var json: JSONValue {
-        [
-            "added": .array(added.map(JSONValue.string)), "changed": .array(changed.map(JSONValue.string)),
-            "removed": .array(removed.map(JSONValue.string)), "unchanged": .array(unchanged.map(JSONValue.string)),
-            "errors": .array(errors.map(\.json)),
-        ]
-    }
-}
-
-extension Diagnostic {
-    var json: JSONValue {
-        [
-            "file": .string(file), "line": .int(Int64(line)), "column": .int(Int64(column)),
-            "message": .string(message),
-        ]
-    }
+/// An agent's listening socket, as the registry sees it: where it is bound, and how to stop it.
+protocol AgentListener: Sendable {
+    var binding: SocketBinding { get }
+    /// Stops accepting and removes the socket file; connections already open carry on.
+    func stop() async
+    /// Returns once every connection accepted here has ended.
+    func connectionsEnded() async
 }
 
 /// The agents in service and their sockets; applies a freshly loaded agents directory.
@@ -48,16 +20,17 @@ extension Diagnostic {
 final class AgentRegistry: Sendable {
     struct Entry: Sendable {
         let runtime: AgentRuntime
-        let listener: Listener
+        let listener: any AgentListener
     }
 
     private let entries = Mutex<[String: Entry]>([:])
     private let config: DaemonConfig
-    private let bindAgent: @Sendable (AgentRuntime, SocketBinding) async throws -> Listener
+    private let bindAgent: @Sendable (AgentRuntime, SocketBinding) async throws -> any AgentListener
 
+    /// `bindAgent` binds an agent's socket and serves it; the tests give one that binds nothing.
     init(
         config: DaemonConfig,
-        bindAgent: @escaping @Sendable (AgentRuntime, SocketBinding) async throws -> Listener
+        bindAgent: @escaping @Sendable (AgentRuntime, SocketBinding) async throws -> any AgentListener
     ) {
         self.config = config
         self.bindAgent = bindAgent
@@ -70,7 +43,8 @@ final class AgentRegistry: Sendable {
     /// The largest request line any agent accepts: the control socket's bound, since `chat`
     /// lines carry requests for any agent.
     var largestRequestBytes: Int {
-        entries.withLock { $0.values.map(\.runtime.definition.limits.maxRequestBytes).max() } ?? 1_048_576
+        entries.withLock { $0.values.map(\.runtime.definition.limits.maxRequestBytes).max() }
+            ?? Limits.defaultMaxRequestBytes
     }
 
     func socketBinding(for definition: AgentDefinition) -> SocketBinding {
@@ -143,7 +117,7 @@ final class AgentRegistry: Sendable {
     /// Moves an agent to a new socket binding. A new path is bound before the old socket goes,
     /// so a failure leaves the agent where it was; the same path must be freed first, and a
     /// failure then puts the old binding back.
-    private func rebind(_ entry: Entry, to binding: SocketBinding) async throws -> Listener {
+    private func rebind(_ entry: Entry, to binding: SocketBinding) async throws -> any AgentListener {
         guard entry.listener.binding.path == binding.path else {
             let listener = try await bindAgent(entry.runtime, binding)
             await entry.listener.stop()

@@ -10,7 +10,7 @@ struct SocketBinding: Sendable, Equatable {
 }
 
 /// One listening Unix socket and the task that accepts on it.
-final class Listener: Sendable {
+final class Listener: AgentListener {
     let binding: SocketBinding
     private let inode: UInt64
     private let serverChannel: any Channel
@@ -39,11 +39,8 @@ final class Listener: Sendable {
                         let activation = ActivationSignal(eventLoop: channel.eventLoop)
                         try channel.pipeline.syncOperations.addHandlers(
                             activation, ByteToMessageHandler(LineFramer(maxLineBytes: maxLineBytes)))
-                        // The deprecated initialiser on purpose: its writer finishes when
-                        // dropped, where the current one traps (see AcceptedConnection).
                         return AcceptedConnection(
-                            channel: try NIOAsyncChannel(synchronouslyWrapping: channel),
-                            active: activation.active)
+                            channel: try wrapFinishingWhenDropped(channel), active: activation.active)
                     }
                 }
         } catch {
@@ -107,6 +104,26 @@ final class AcceptedConnection: Sendable {
     deinit {
         channel.channel.close(promise: nil)
     }
+}
+
+/// Wraps an accepted channel with NIO's deprecated `init(synchronouslyWrapping:)` on purpose:
+/// its writer finishes when dropped, where the current initialiser traps (see
+/// `AcceptedConnection`). No replacement exists until NIO hands back or closes the connections
+/// it drops (swift-nio PR 3111); the deprecated witness below is called through this protocol
+/// so that this one use is the only place that knows, instead of a warning in every build.
+private protocol FinishingWhenDropped {
+    static func wrapFinishingWhenDropped(_ channel: any Channel) throws -> Self
+}
+
+extension NIOAsyncChannel: FinishingWhenDropped where Inbound == InboundLine, Outbound == ByteBuffer {
+    @available(*, deprecated, message: "NIOAsyncChannel(synchronouslyWrapping:), see FinishingWhenDropped")
+    fileprivate static func wrapFinishingWhenDropped(_ channel: any Channel) throws -> Self {
+        try Self(synchronouslyWrapping: channel)
+    }
+}
+
+private func wrapFinishingWhenDropped<Wrapped: FinishingWhenDropped>(_ channel: any Channel) throws -> Wrapped {
+    try Wrapped.wrapFinishingWhenDropped(channel)
 }
 
 /// Completes `active` when an accepted channel becomes active (NIO registers it on its loop

@@ -1,28 +1,49 @@
 import AgentCore
 import AgentProtocol
-import Curl
-import Dispatch
+import AgentRunner
 import Glibc
 import LLM
 import Logging
-import NIOCore
-import NIOPosix
 import Synchronization
 import Systemd
 
-/// The running service (CONTRACT §6): binds every socket, then READY; SIGHUP and `reload`
-/// reload; SIGTERM and SIGINT drain within `shutdown_grace` and exit.
+/// The running service (CONTRACT §6): starts (load, bind, READY), serves (signals, reloads)
+/// and drains (STOPPING, `shutdown_grace`, exit), one state after the other.
 public struct Daemon: Sendable {
     /// sysexits(3) codes the daemon exits with.
     public enum ExitCode {
         public static let ok: Int32 = 0
+        public static let failed: Int32 = 1
         /// A socket could not be bound (for instance another agentd serves the same directory).
         public static let unavailable: Int32 = 69
         public static let config: Int32 = 78
     }
 
+    /// Where the daemon is in its life; `run` moves it forward one state at a time.
+    private enum State {
+        case starting
+        case serving(Services)
+        case draining(Services)
+        case stopped(exitCode: Int32)
+    }
+
+    /// What runs while the daemon serves, built by `start`.
+    private struct Services {
+        let client: MistralClient
+        let tracker: ConnectionTracker
+        let registry: AgentRegistry
+        let reloads: ReloadCoordinator
+        let controlListener: Listener
+    }
+
+    /// Why the daemon could not start, and the exit status that says so.
+    private struct StartFailure: Error {
+        var exitCode: Int32
+    }
+
     let config: DaemonConfig
     let logger: Logger
+    private let notifier = SystemdNotifier()
 
     public init(config: DaemonConfig) {
         self.config = config
@@ -33,11 +54,32 @@ public struct Daemon: Sendable {
 
     /// Serves until SIGTERM or SIGINT; returns the process exit status.
     public func run() async -> Int32 {
-        let notifier = SystemdNotifier()
         // Signal dispositions first: a SIGHUP from `systemctl reload` right after start must
         // reload, never kill.
         let signals = SignalEvents([SIGHUP, SIGTERM, SIGINT])
+        var state = State.starting
+        while true {
+            switch state {
+            case .starting:
+                do {
+                    state = .serving(try await start())
+                } catch {
+                    state = .stopped(exitCode: error.exitCode)
+                }
+            case .serving(let services):
+                await serve(services, signals: signals)
+                state = .draining(services)
+            case .draining(let services):
+                await drain(services)
+                state = .stopped(exitCode: ExitCode.ok)
+            case .stopped(let exitCode):
+                return exitCode
+            }
+        }
+    }
 
+    /// Loads the agents, binds every socket, then sends READY.
+    private func start() async throws(StartFailure) -> Services {
         let settings = MistralSettings.resolve(baseURL: config.mistralBaseURL, apiKeyFile: config.apiKeyFile)
         for problem in settings.problems {
             logger.warning("Unusable API key source", metadata: ["problem": "\(problem)"])
@@ -49,19 +91,15 @@ public struct Daemon: Sendable {
                 "No Mistral API key: requests will fail with upstream_auth until one is configured",
                 metadata: ["base_url": "\(settings.baseURL)"])
         }
-
-        let transport: CurlClient
+        let client: MistralClient
         do {
-            transport = try CurlClient()
+            client = try MistralClient(baseURL: settings.baseURL, apiKey: settings.apiKey, logger: logger)
         } catch {
             logger.critical("Cannot start the HTTP client", metadata: ["error": "\(error)"])
-            return 1
+            throw StartFailure(exitCode: ExitCode.failed)
         }
-        defer { transport.shutdown() }
-        let client = MistralClient(
-            baseURL: settings.baseURL, apiKey: settings.apiKey, transport: transport, logger: logger)
-        let eventLoops = ServingEventLoops()
 
+        let eventLoops = ServingEventLoops()
         let heapTrimmer = HeapTrimmer()
         let tracker = ConnectionTracker(limit: config.maxConnections) { tracker in
             heapTrimmer.schedule { tracker.inFlight == 0 }
@@ -72,61 +110,66 @@ public struct Daemon: Sendable {
         let makeID: @Sendable () -> RequestID = {
             .string("agentd-\(pid)-\(requestCounter.add(1, ordering: .relaxed).newValue)")
         }
-        let lastReload = LastReload()
-        let config = config
-        let logger = logger
-
-        // The registry binds agent sockets through a handler that needs the control commands,
-        // which need the registry: the box breaks the cycle once both exist.
-        let controlBox = Mutex<ControlCommands?>(nil)
         let registry = AgentRegistry(config: config) { runtime, binding in
             let handler = ConnectionHandler(
-                route: .agent(runtime), runner: runner, control: controlBox.withLock { $0! }, tracker: tracker,
-                decoder: WireDecoder(makeID: makeID, acceptsCommands: false))
+                route: .agent(runtime), runner: runner, tracker: tracker,
+                decoder: RequestDecoder(makeID: makeID, acceptsCommands: false))
             return try await Listener.start(
                 binding, on: eventLoops, maxLineBytes: { runtime.definition.limits.maxRequestBytes }, handler: handler)
         }
+        let lastReload = LastReload()
+        let config = config
+        let logger = logger
+        let notifier = notifier
         let reloads = ReloadCoordinator {
             notifier.reloading()
-            let report = await Self.reload(registry: registry, config: config, logger: logger)
+            let report = await registry.reload(from: config.agentsDir, logger: logger)
             lastReload.report = report
-            notifier.ready(status: Self.status(registry: registry, report: report, verb: "Reloaded"))
+            notifier.ready(status: registry.readyStatus(after: report, verb: "Reloaded"))
             return report
         }
         let control = ControlCommands(
             registry: registry, tracker: tracker, reloads: reloads, startedAt: .now, lastReload: lastReload)
-        controlBox.withLock { $0 = control }
 
-        // Bind everything, then READY.
         do {
             try Self.makeDirectory(config.socketDir)
             try Self.makeDirectory("\(config.socketDir)/agents")
         } catch {
             logger.critical("Cannot create the socket directory", metadata: ["error": "\(error)"])
-            return ExitCode.unavailable
+            client.shutdown()
+            throw StartFailure(exitCode: ExitCode.unavailable)
         }
         // Agents first, the control socket second: a `reload` arriving over it cannot race the
         // initial load.
-        let initial = await Self.reload(registry: registry, config: config, logger: logger)
+        let initial = await registry.reload(from: config.agentsDir, logger: logger)
         let controlListener: Listener
         do {
             let handler = ConnectionHandler(
-                route: .control, runner: runner, control: control, tracker: tracker,
-                decoder: WireDecoder(makeID: makeID, acceptsCommands: true))
+                route: .control(control), runner: runner, tracker: tracker,
+                decoder: RequestDecoder(makeID: makeID, acceptsCommands: true))
             let group = config.controlSocket.group.flatMap { getgrnam($0)?.pointee.gr_gid }
             controlListener = try await Listener.start(
                 SocketBinding(path: "\(config.socketDir)/control.sock", mode: config.controlSocket.mode, group: group),
-                on: eventLoops, maxLineBytes: { max(registry.largestRequestBytes, 1_048_576) }, handler: handler)
+                on: eventLoops,
+                maxLineBytes: { max(registry.largestRequestBytes, Limits.defaultMaxRequestBytes) },
+                handler: handler)
         } catch {
             logger.critical("Cannot bind the control socket", metadata: ["error": "\(error)"])
             await registry.stopAll()
-            return ExitCode.unavailable
+            client.shutdown()
+            throw StartFailure(exitCode: ExitCode.unavailable)
         }
         lastReload.report = initial
-        notifier.ready(status: Self.status(registry: registry, report: initial, verb: "Serving"))
+        notifier.ready(status: registry.readyStatus(after: initial, verb: "Serving"))
         logger.notice(
             "Ready", metadata: ["agents": "\(registry.all.count)", "socket_dir": "\(config.socketDir)"])
+        return Services(
+            client: client, tracker: tracker, registry: registry, reloads: reloads, controlListener: controlListener)
+    }
 
+    /// Reloads on SIGHUP and keeps the watchdog fed; returns at SIGTERM or SIGINT.
+    private func serve(_ services: Services, signals: SignalEvents) async {
+        let notifier = notifier
         let watchdog = notifier.watchdogInterval.map { interval in
             Task {
                 while !Task.isCancelled {
@@ -140,18 +183,23 @@ public struct Daemon: Sendable {
         for await signal in signals.events {
             if signal == SIGHUP {
                 logger.info("SIGHUP: reloading")
-                Task { _ = await reloads.reload() }
+                Task { _ = await services.reloads.reload() }
                 continue
             }
             logger.notice("Shutting down", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")"])
-            break
+            return
         }
+    }
 
+    /// Stops accepting, lets requests in flight finish within `shutdown_grace`, ends the rest
+    /// with `shutting_down`, and removes the socket files.
+    private func drain(_ services: Services) async {
+        let tracker = services.tracker
         notifier.stopping(status: "Stopping: finishing \(tracker.inFlight) requests")
         tracker.beginShutdown()
-        await reloads.stop()
-        await controlListener.stop()
-        await registry.stopAll()
+        await services.reloads.stop()
+        await services.controlListener.stop()
+        await services.registry.stopAll()
         let drained = await tracker.waitUntilDrained(within: config.shutdownGrace)
         if !drained {
             logger.warning(
@@ -160,82 +208,13 @@ public struct Daemon: Sendable {
             _ = await tracker.waitUntilDrained(within: .seconds(5))
         }
         tracker.closeAll()
-        await controlListener.connectionsEnded()
-        for entry in registry.all { await entry.listener.connectionsEnded() }
+        await services.controlListener.connectionsEnded()
+        for entry in services.registry.all { await entry.listener.connectionsEnded() }
+        services.client.shutdown()
         logger.notice("Stopped")
-        return ExitCode.ok
-    }
-
-    /// Loads the agents directory and applies it; a directory that cannot be read keeps
-    /// everything as it was.
-    static func reload(registry: AgentRegistry, config: DaemonConfig, logger: Logger) async -> ReloadReport {
-        let directory: AgentDirectory
-        do {
-            directory = try AgentLoader.loadDirectory(config.agentsDir)
-        } catch {
-            var report = ReloadReport(time: Double(time(nil)))
-            report.errors = [error]
-            report.unchanged = registry.all.map(\.runtime.name)
-            logger.error("Reload failed: agents directory unreadable", metadata: ["error": "\(error)"])
-            return report
-        }
-        let report = await registry.apply(directory)
-        for diagnostic in report.errors {
-            logger.error(
-                "Invalid agent definition", metadata: ["diagnostic": "\(diagnostic)", "file": "\(diagnostic.file)"])
-        }
-        logger.notice(
-            "Agents loaded",
-            metadata: [
-                "reload.result": "\(report.ok ? "ok" : "errors")", "added": "\(report.added.count)",
-                "changed": "\(report.changed.count)", "removed": "\(report.removed.count)",
-                "unchanged": "\(report.unchanged.count)", "errors": "\(report.errors.count)",
-            ])
-        return report
-    }
-
-    static func status(registry: AgentRegistry, report: ReloadReport, verb: String) -> String {
-        let count = registry.all.count
-        let base = "\(verb) \(count) agent\(count == 1 ? "" : "s")"
-        return report.ok ? base : "\(base); \(report.errors.count) file error(s), see journal"
     }
 
     static func makeDirectory(_ path: String) throws(SocketError) {
         guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw SocketError(path, "mkdir") }
-    }
-}
-
-/// Delivers the named signals as an async sequence instead of their default actions.
-final class SignalEvents {
-    let events: AsyncStream<Int32>
-    private let sources: [any DispatchSourceSignal]
-
-    init(_ numbers: [Int32]) {
-        let (events, continuation) = AsyncStream<Int32>.makeStream()
-        self.events = events
-        sources = numbers.map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            return source
-        }
-    }
-
-    deinit {
-        for source in sources { source.cancel() }
-    }
-}
-
-extension LogLevel {
-    /// swift-log's level for the contract's `log_level`.
-    public var swiftLogLevel: Logger.Level {
-        switch self {
-        case .debug: .debug
-        case .info: .info
-        case .notice: .notice
-        case .warning: .warning
-        case .error: .error
-        }
     }
 }

@@ -1,4 +1,5 @@
 import AgentProtocol
+import AgentRunner
 import NIOCore
 import Synchronization
 

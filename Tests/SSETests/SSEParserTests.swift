@@ -1,4 +1,4 @@
-import Curl
+import SSE
 import TestSupport
 import Testing
 

@@ -1,0 +1,121 @@
+import AgentCore
+import AgentProtocol
+import AgentRunner
+import JSON
+import Synchronization
+
+/// One served agent: its current definition, its socket, its limiter and its counters.
+///
+/// A reload swaps `definition`; requests already running keep the snapshot they started with.
+final class AgentRuntime: Sendable {
+    /// Where the agent stands after the latest reload. `removed` is final: a re-added file
+    /// makes a new runtime.
+    enum State: Sendable, Equatable {
+        /// The definition in service is the file's current content.
+        case serving
+        /// The file failed to load at the last reload; the previous definition stays in service.
+        case stale
+        /// A reload removed the agent: its open connections get `unknown_agent` for new requests.
+        case removed
+
+        /// The `state` of `list` and `status`.
+        var listed: String {
+            switch self {
+            case .serving: "ok"
+            case .stale: "stale"
+            case .removed: "removed"
+            }
+        }
+    }
+
+    struct Counters: Sendable {
+        var requests = 0
+        var errors = 0
+        var promptTokens = 0
+        var completionTokens = 0
+        var inFlight = 0
+
+        var json: JSONValue {
+            [
+                "requests": .int(Int64(requests)), "errors": .int(Int64(errors)),
+                "prompt_tokens": .int(Int64(promptTokens)), "completion_tokens": .int(Int64(completionTokens)),
+                "in_flight": .int(Int64(inFlight)),
+            ]
+        }
+    }
+
+    let name: String
+    let limiter: ConcurrencyLimiter
+    private let current: Mutex<(definition: AgentDefinition, state: State)>
+    private let counterStore = Mutex(Counters())
+
+    init(definition: AgentDefinition) {
+        name = definition.name
+        limiter = ConcurrencyLimiter(
+            capacity: definition.limits.maxConcurrent, queueLimit: definition.limits.queue)
+        current = Mutex((definition, .serving))
+    }
+
+    var definition: AgentDefinition { current.withLock { $0.definition } }
+    var state: State { current.withLock { $0.state } }
+    var isRemoved: Bool { state == .removed }
+    var counters: Counters { counterStore.withLock { $0 } }
+
+    /// Puts `definition` in service (a change, or the same file loading again after a failure).
+    func replace(with definition: AgentDefinition) {
+        current.withLock { current in
+            guard current.state != .removed else { return }
+            current = (definition, .serving)
+        }
+        limiter.resize(capacity: definition.limits.maxConcurrent, queueLimit: definition.limits.queue)
+    }
+
+    /// The file failed to load: the definition in service stays.
+    func markStale() {
+        current.withLock { current in
+            if current.state != .removed { current.state = .stale }
+        }
+    }
+
+    func markRemoved() { current.withLock { $0.state = .removed } }
+
+    func count(_ update: (inout Counters) -> Void) { counterStore.withLock { update(&$0) } }
+
+    /// Runs one admitted request on the definition in service now, keeping the counters of
+    /// `status`; the limiter place is given back when the request has ended.
+    func serve(
+        _ request: ChatRequest, with runner: RequestRunner, reservation: ConcurrencyLimiter.Reservation,
+        handle: RequestHandle, peer: RequestRunner.Peer?, sink: some EventSink,
+        beforeTerminal: @escaping @Sendable () -> Void
+    ) async {
+        count {
+            $0.requests += 1
+            $0.inFlight += 1
+        }
+        let outcome = await runner.run(
+            request, on: definition, admission: reservation, handle: handle, peer: peer, sink: sink,
+            beforeTerminal: beforeTerminal)
+        reservation.finish()
+        count { counters in
+            counters.inFlight -= 1
+            switch outcome {
+            case .done(let usage):
+                counters.promptTokens += usage.promptTokens
+                counters.completionTokens += usage.completionTokens
+            case .failed:
+                counters.errors += 1
+            }
+        }
+    }
+
+    /// The entry of `list`.
+    func listing(socketPath: String) -> JSONValue {
+        let definition = definition
+        var entry: JSONObject = ["name": .string(name), "mode": .string(definition.mode.rawValue)]
+        entry[definition.mode == .normal ? "model" : "agent_id"] = .string(definition.modelOrAgentID)
+        entry["socket"] = .string(socketPath)
+        entry["description"] = definition.description.map(JSONValue.string) ?? .null
+        entry["state"] = .string(state.listed)
+        return .object(entry)
+    }
+}
