@@ -6,8 +6,9 @@
 #
 # The targets are compiled with swiftc straight from Sources/ (no SwiftPM: libFuzzer brings
 # its own main). Each Swift module a target needs is built as its own module, so the
-# sources compile unchanged; the target's entry point is compiled into the module whose
-# internals it drives (WireDecoder, the agent loader). New inputs found go to
+# sources compile unchanged; wire-line and sse-stream import the public API of the module
+# they drive (AgentProtocol's RequestDecoder, SSE's parser), agent-file is compiled into
+# AgentCore to reach the loader below its file-reading layer. New inputs found go to
 # .build-fuzz/corpus/TARGET; crashes to .build-fuzz/crashes/. Exits non-zero on a crash.
 set -euo pipefail
 
@@ -36,26 +37,28 @@ module() {
 
 case "$target" in
 wire-line)
+    module Basics "$root"/Sources/Basics/*.swift
     module JSON "$root"/Sources/JSON/*.swift
     module AgentProtocol "$root"/Sources/AgentProtocol/*.swift
-    # Of LLM, the decoder needs only the shared message types.
-    module LLM "$root"/Sources/LLM/ChatTypes.swift
-    sources=("$root/Sources/AgentDaemon/WireRequest.swift" "$root/Fuzz/Targets/WireLine.swift")
-    objects=("$out/JSON.o" "$out/AgentProtocol.o" "$out/LLM.o")
+    sources=("$root/Fuzz/Targets/WireLine.swift")
+    objects=("$out/Basics.o" "$out/JSON.o" "$out/AgentProtocol.o")
     libraries=()
     ;;
 sse-stream)
-    module Curl "$root/Sources/Curl/SSEParser.swift"
+    module SSE "$root"/Sources/SSE/*.swift
     sources=("$root/Fuzz/Targets/SSEStream.swift")
-    objects=("$out/Curl.o")
+    objects=("$out/SSE.o")
     libraries=()
     ;;
 agent-file)
+    module Basics "$root"/Sources/Basics/*.swift
     module JSON "$root"/Sources/JSON/*.swift
+    module AgentProtocol "$root"/Sources/AgentProtocol/*.swift
+    # Of LLM, the loader needs only the provider-neutral types.
     module LLM "$root"/Sources/LLM/ChatTypes.swift
     module YAML "$root"/Sources/YAML/*.swift
     sources=("$root"/Sources/AgentCore/*.swift "$root/Fuzz/Targets/AgentFile.swift")
-    objects=("$out/JSON.o" "$out/LLM.o" "$out/YAML.o")
+    objects=("$out/Basics.o" "$out/JSON.o" "$out/AgentProtocol.o" "$out/LLM.o" "$out/YAML.o")
     libraries=(-lyaml)
     ;;
 *)

@@ -3,7 +3,7 @@
 // Two differences are by design: a `feed` that throws returns none of the events its chunk
 // completed before the error (the stream is failed anyway), and the unfinished line carried
 // between chunks counts against the event bound while one line inside a chunk does not.
-import Curl
+import SSE
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzSSEStream(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {

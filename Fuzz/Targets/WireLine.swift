@@ -1,12 +1,10 @@
 // Fuzz target: one agent-socket or control-socket request line through the JSON parser and
-// the daemon's WireDecoder, as Connection does for every line it frames.
-// Compiled into one module with Sources/AgentDaemon/WireRequest.swift (see Fuzz/run.sh), so
-// the internal decoder is reachable without changing its access level.
+// AgentProtocol's RequestDecoder, as ConnectionHandler does for every line it frames.
 import AgentProtocol
 import JSON
 
-private let agentSocket = WireDecoder(makeID: { .string("fuzz") }, acceptsCommands: false)
-private let controlSocket = WireDecoder(makeID: { .string("fuzz") }, acceptsCommands: true)
+private let agentSocket = RequestDecoder(makeID: { .string("fuzz") }, acceptsCommands: false)
+private let controlSocket = RequestDecoder(makeID: { .string("fuzz") }, acceptsCommands: true)
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzWireLine(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
