@@ -27,6 +27,14 @@ public struct ReceivedEvent: Sendable {
         public var finishReason: String
         public var usage: JSONValue
         public var model: String?
+
+        public init(text: String, toolCalls: [ToolCall], finishReason: String, usage: JSONValue, model: String?) {
+            self.text = text
+            self.toolCalls = toolCalls
+            self.finishReason = finishReason
+            self.usage = usage
+            self.model = model
+        }
     }
 
     /// Nil when `json` is not an event: an object whose `type` is a string.

@@ -1,3 +1,4 @@
+import AgentProtocol
 import ArgumentParser
 import Glibc
 import JSON
@@ -107,22 +108,22 @@ private struct ReplyPrinter {
 
     init(json: Bool) { self.json = json }
 
-    mutating func handle(_ event: JSONValue, line: [UInt8]) {
+    mutating func handle(_ event: ReceivedEvent, line: [UInt8]) {
         if json { return Output.raw(line) }
-        switch event["type"]?.stringValue {
-        case "delta":
+        switch event.kind {
+        case .delta(let text):
             streamed = true
-            write(event["text"]?.stringValue ?? "")
-        case "tool_call":
+            write(text)
+        case .toolCall(let call):
             streamed = true
-            printToolCall(event["tool_call"] ?? .null)
-        case "done":
+            printToolCall(call)
+        case .done(let done):
             // Without streaming, nothing came before: the whole reply is in `done`.
             if !streamed {
-                write(event["text"]?.stringValue ?? "")
-                for call in event["tool_calls"]?.arrayValue ?? [] { printToolCall(call) }
+                write(done.text)
+                for call in done.toolCalls { printToolCall(call) }
             }
-        default:
+        case .start, .error, .result, .other:
             break
         }
     }
@@ -139,10 +140,9 @@ private struct ReplyPrinter {
         lineOpen = !text.hasSuffix("\n")
     }
 
-    private func printToolCall(_ call: JSONValue) {
-        let name = call["name"]?.stringValue ?? "?"
-        let arguments = call["arguments"].map { $0.stringValue ?? $0.jsonText } ?? "{}"
-        let id = call["id"]?.stringValue.map { " [\($0)]" } ?? ""
-        Output.error(stderrStyle.dim("tool call\(id): ") + stderrStyle.bold(name) + "(\(arguments))")
+    private func printToolCall(_ call: ToolCall) {
+        let arguments = call.arguments.stringValue ?? call.arguments.jsonText
+        let id = call.id.isEmpty ? "" : " [\(call.id)]"
+        Output.error(stderrStyle.dim("tool call\(id): ") + stderrStyle.bold(call.name) + "(\(arguments))")
     }
 }

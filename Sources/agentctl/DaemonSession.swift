@@ -93,23 +93,19 @@ struct DaemonSession {
     /// Sends `request` and hands every event for it to `onEvent` (with the line as received),
     /// returning the terminal event; an `error` event is thrown after `onEvent` has seen it.
     @discardableResult
-    func exchange(_ request: JSONValue, onEvent: (JSONValue, [UInt8]) -> Void = { _, _ in }) throws(AgentctlError)
+    func exchange(_ request: JSONValue, onEvent: (ReceivedEvent, [UInt8]) -> Void = { _, _ in }) throws(AgentctlError)
         -> JSONValue
     {
         let id = request["id"] ?? .null
         do {
             try client.send(request)
-            while let (event, line) = try client.nextValue() {
-                guard event["id"] == id || event["id"] == nil else { continue }
+            while let (value, line) = try client.nextValue() {
+                guard let event = ReceivedEvent(value), event.id == nil || event.id?.json == id else { continue }
                 onEvent(event, line)
-                switch event["type"]?.stringValue {
-                case "error":
-                    throw AgentctlError.requestFailed(
-                        ErrorInfo(event: event) ?? ErrorInfo(code: .internal, message: event.jsonText))
-                case "done", "result":
-                    return event
-                default:
-                    continue
+                switch event.kind {
+                case .error(let info): throw AgentctlError.requestFailed(info)
+                case .done, .result: return value
+                case .start, .delta, .toolCall, .other: continue
                 }
             }
         } catch let error as AgentctlError {

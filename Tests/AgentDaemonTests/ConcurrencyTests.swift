@@ -125,21 +125,3 @@ import Testing
         #expect(await coordinator.reload() == nil)
     }
 }
-
-@Suite struct ConnectionTrackerTests {
-    @Test func reportsIdleWhenItsLastRequestEnds() {
-        let idleReports = Mutex(0)
-        let tracker = ConnectionTracker(limit: 10) { tracker in
-            #expect(tracker.inFlight == 0)
-            idleReports.withLock { $0 += 1 }
-        }
-        let (first, second) = (RequestHandle(), RequestHandle())
-        tracker.started(first)
-        tracker.started(second)
-        tracker.finished(first)
-        #expect(idleReports.withLock { $0 } == 0)
-        tracker.finished(second)
-        tracker.finished(second)  // a second report of the same end is not a second idle moment
-        #expect(idleReports.withLock { $0 } == 1)
-    }
-}
