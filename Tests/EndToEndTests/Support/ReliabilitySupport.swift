@@ -1,3 +1,4 @@
+import AgentProtocol
 import Foundation
 import Glibc
 import JSON
@@ -30,18 +31,13 @@ struct TerminalTally {
             return
         }
         if terminals[id] != nil { afterTerminal += 1 }
-        if ["done", "error", "result"].contains(event["type"]?.stringValue ?? "") {
-            terminals[id, default: []].append(event)
-        }
+        if ReceivedEvent(event)?.isTerminal == true { terminals[id, default: []].append(event) }
     }
 }
 
 /// How many of `events` are terminal (`done` or `error`).
 func terminalCount(_ events: [JSONValue]) -> Int {
-    events.filter { event in
-        let type = event["type"]?.stringValue ?? ""
-        return type == "done" || type == "error"
-    }.count
+    events.filter { ReceivedEvent($0)?.isTerminal == true }.count
 }
 
 extension LineClient {
