@@ -29,6 +29,7 @@ let package = Package(
         .target(name: "YAML", dependencies: ["CYAML"]),
         .target(name: "Curl", dependencies: ["CCurl"]),
         .target(name: "Systemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Sessions", dependencies: ["CSQLite"]),
 
         // The contract's vocabulary and the LLM layer.
         .target(name: "AgentProtocol", dependencies: ["JSON"]),
@@ -111,6 +112,7 @@ let package = Package(
             name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON"], resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "JSON"]),
+        .testTarget(name: "SessionsTests", dependencies: ["Sessions"]),
         .testTarget(name: "SystemdTests", dependencies: ["Systemd", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AgentDaemonTests",
