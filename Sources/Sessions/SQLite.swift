@@ -40,7 +40,8 @@ final class Connection {
     /// an error with the primary and extended code, `sqlite3_errmsg` and what was being done.
     @discardableResult
     func check(_ code: Int32, _ operation: @autoclosure () -> String) throws(SessionStoreError) -> Int32 {
-        switch code {
+        // The primary code is the low byte of an extended one.
+        switch code & 0xff {
         case SQLITE_OK, SQLITE_ROW, SQLITE_DONE:
             return code
         default:

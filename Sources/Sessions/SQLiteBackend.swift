@@ -16,6 +16,7 @@
 ///   to the model call that preceded it.
 /// - `secure_delete=ON`: trimmed and forgotten messages are overwritten with zeros, not left
 ///   in free pages; `forget` also truncates the WAL, so forgotten text leaves the disk.
+///   Debian's SQLite is built with this default; the pragma keeps it with any other build.
 /// - `busy_timeout`: another connection (an operator's `sqlite3` shell) makes us wait, not fail.
 final class SQLiteBackend: SessionBackend {
     /// The schema, one script per version; the script at index `i` moves version `i` to `i + 1`.

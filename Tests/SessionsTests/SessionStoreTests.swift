@@ -191,6 +191,48 @@ import Testing
     }
 
     @Test(arguments: Backend.allCases)
+    func aTtlOfCenturiesSaturatesInsteadOfOverflowing(_ backend: Backend) async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try makeStore(backend, in: directory)
+        var limits = roomy
+        limits.ttl = .seconds(Int64.max)
+        try await store.append(key("a"), turn: turn(1, messages: 1), limits: limits, now: t0)
+        #expect(try await store.read(key("a"), now: t0 + .seconds(100 * 365 * 86400)) == turn(1, messages: 1))
+        #expect(try await store.list(now: t0).map(\.expires) == [Timestamp(millisecondsSinceEpoch: .max)])
+        await store.close()
+    }
+
+    /// Callers on many tasks at once: the store's thread runs their calls one at a time, so no
+    /// turn is lost or interleaved with another.
+    @Test(arguments: Backend.allCases)
+    func concurrentAppendsAreSerialised(_ backend: Backend) async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try makeStore(backend, in: directory)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for session in 0..<8 {
+                for number in 0..<5 {
+                    group.addTask {
+                        try await store.append(
+                            key("s\(session)"), turn: turn(number, messages: 2), limits: roomy, now: t0)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        for session in 0..<8 {
+            let messages = try await store.read(key("s\(session)"), now: t0)
+            #expect(messages.count == 10)
+            // Each turn's two messages stay next to each other.
+            for pair in stride(from: 0, to: messages.count, by: 2) {
+                #expect(messages[pair].text.replacing(".0", with: ".1") == messages[pair + 1].text)
+            }
+        }
+        await store.close()
+    }
+
+    @Test(arguments: Backend.allCases)
     func aClosedStoreThrowsInsteadOfCrashing(_ backend: Backend) async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
