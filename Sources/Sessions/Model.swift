@@ -126,8 +126,8 @@ public struct SessionSummary: Sendable, Hashable {
 
 /// The shared trimming rule of both backends: how many of the oldest turns to drop so that
 /// the rest fit `limits`. The last turn (the one just appended) is never dropped, even when
-/// it alone exceeds a limit: a `done` was promised for it, and dropping it would lose the
-/// answer the client just saw; the next append trims it away.
+/// it alone exceeds a limit: dropping it would leave the next request without the answer it
+/// continues from. The next append, whose turn is then the last, drops it if still needed.
 ///
 /// - Parameter turns: message count and byte size of each turn, oldest first.
 func turnsToDrop(_ turns: [(messages: Int, bytes: Int)], limits: SessionLimits) -> Int {

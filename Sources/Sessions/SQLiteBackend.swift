@@ -55,8 +55,8 @@ final class SQLiteBackend: SessionBackend {
     private let connection: Connection
     private let statements: Statements
 
-    /// Opens the database at `path`, creating it (mode 0600) and its directory (mode 0700)
-    /// when missing, and brings its schema up to `migrations`.
+    /// Opens the database at `path`, creating it (mode 0600) and its directory (mode 0700; the
+    /// directory's parent must exist) when missing, and brings its schema up to `migrations`.
     init(path: String, migrations: [String] = SQLiteBackend.migrations) throws(SessionStoreError) {
         try Self.createPrivateFile(path)
         let connection = try Connection(path: path)
