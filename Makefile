@@ -7,7 +7,7 @@ DESTDIR    ?=
 CONFIGURATION ?= debug
 
 # Build dependencies (bound as system libraries) and the tools the tests drive.
-BUILD_DEPS := pkg-config libyaml-dev libcurl4-openssl-dev libsystemd-dev
+BUILD_DEPS := pkg-config libyaml-dev libcurl4-openssl-dev libsystemd-dev libsqlite3-dev
 TEST_DEPS  := socat netcat-openbsd mandoc jq
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -20,6 +20,7 @@ let package = Package(
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // glibc's malloc.h, which the Glibc module does not cover.
         .systemLibrary(name: "CMalloc"),
 
@@ -30,6 +31,7 @@ let package = Package(
         .target(name: "SSE"),
         .target(name: "Curl", dependencies: ["CCurl", "Basics"]),
         .target(name: "Systemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Sessions", dependencies: ["CSQLite"]),
 
         // The contract's vocabulary and the LLM layer.
         .target(name: "AgentProtocol", dependencies: ["JSON", "Basics"]),
@@ -131,6 +133,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .testTarget(name: "SessionsTests", dependencies: ["Sessions"]),
         .testTarget(name: "SystemdTests", dependencies: ["Systemd", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AgentDaemonTests",
