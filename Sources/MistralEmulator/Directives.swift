@@ -3,14 +3,18 @@ import JSON
 /// What a client asked the emulator to do, written as `[kind:argument]` in the last user message.
 ///
 /// The directives, each removed from the text the reply echoes:
-/// - `[fault:KIND]`, `[fault:KIND*N]`: a fault (see `Fault`), for only the first N requests with
-///   the same text when `*N` is given. KIND is `429`, `429:retry=S` (a 429 whose `Retry-After`
-///   is S seconds), `400`, `500`, `502`, `503`, `504`, `reset`, `stall`, `stall-head`,
-///   `stall-after-head`, `slow`, `malformed` or `agent-error`.
+/// - `[fault:KIND]`, `[fault:KIND*N]`: a fault, for only the first N requests with the same text
+///   when `*N` is given. KIND is a status: `429` (`Retry-After: 1`), `429:retry=S` (S seconds),
+///   `400`, `500`, `502`, `503`, `504`; `reset` (a TCP reset after the first content chunk),
+///   `stall` (silence after it), `stall-head` (no response head), `stall-after-head` (the head,
+///   then silence), `slow` (100 ms between events), `malformed` (the third event is not JSON)
+///   or `agent-error` (a conversation stream ends in `conversation.response.error`; a 500
+///   elsewhere).
 /// - `[delay:MS]`: the response head waits MS milliseconds (repeats add up).
 /// - `[words:N]`: the answer is N words of lorem ipsum instead of the echo.
-/// - `[tool:NAME]`: the model calls NAME, with arguments made from the tool's schema, once; the
-///   answer to its result is `Tool result: <the last result's words>`.
+/// - `[tool:NAME]`: the model calls NAME, with arguments made from the tool's schema (for one
+///   turn, or as `[steps:N]` says); the answer to its result is `Tool result: <the last result's
+///   words>`.
 /// - `[call:NAME]`, `[call:NAME:{JSON}]`: the model calls NAME with these arguments (`{}` when
 ///   none). The JSON is an object that runs to its matching closing brace, so it may hold spaces,
 ///   brackets and braces inside strings; `]` must follow it at once. Several `[call:…]` are
@@ -18,9 +22,8 @@ import JSON
 ///   with every result since the last user message, verbatim.
 /// - `[steps:N]`: the model makes its calls for N turns (default 1): while the history ends with
 ///   tool results and fewer than N assistant turns with calls follow the last user message, it
-///   calls the same tools again.
-///
-///   Calls go only to tools the request offers (any name in a conversation that offers none).
+///   calls the same tools again. `[tool:…]` and `[call:…]` call only tools the request offers
+///   (any name in a conversation that offers none).
 /// - `[reasoning:N]`: the model thinks N words (`Thinking: …`) before it answers, as it does
 ///   without the directive when the request sets `reasoning_effort` (not `none`) or
 ///   `prompt_mode: "reasoning"`.
