@@ -56,7 +56,7 @@ struct Directives: Sendable, Equatable {
     }
 
     /// Mistral's built-in connectors (`BuiltInConnectors`).
-    enum Builtin: String, Sendable, Equatable, CaseIterable {
+    enum Builtin: String, Sendable, Equatable {
         case webSearch = "web_search"
         case webSearchPremium = "web_search_premium"
         case codeInterpreter = "code_interpreter"

@@ -33,7 +33,7 @@ struct ReplyContext {
 
     /// One piece of a reply's content, in the order the model produces it; a stream sends about
     /// one per delta.
-    enum Part: Equatable {
+    enum Part {
         /// A piece of the model's thinking, which comes before everything else.
         case thinking(String)
         case text(String)
