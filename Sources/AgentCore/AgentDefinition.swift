@@ -51,6 +51,14 @@ public struct Limits: Sendable, Equatable {
     public init() {}
 }
 
+/// What becomes of the model's thinking (CONTRACT §2 `reasoning`).
+public enum ReasoningVisibility: String, Sendable, CaseIterable {
+    /// `reasoning` events and `done.reasoning`.
+    case stream
+    /// Neither; the thinking still counts in the usage.
+    case hide
+}
+
 /// One agent, as loaded from `agents.d/<name>.yaml`.
 public struct AgentDefinition: Sendable, Equatable {
     /// The file stem.
@@ -69,12 +77,14 @@ public struct AgentDefinition: Sendable, Equatable {
     public var allow: AccessList?
     public var limits: Limits
     public var retry: RetryPolicy
+    /// Whether the model's thinking reaches the client (`reasoning: stream|hide`).
+    public var reasoning: ReasoningVisibility
 
     public init(
         name: String, file: String, description: String? = nil, mode: AgentMode, upstream: Upstream,
         system: [String] = [], tools: [ToolSpec] = [], options: GenerationOptions = .init(),
         socket: SocketSettings = SocketSettings(mode: 0o660), allow: AccessList? = nil, limits: Limits = .init(),
-        retry: RetryPolicy = .init()
+        retry: RetryPolicy = .init(), reasoning: ReasoningVisibility = .stream
     ) {
         self.name = name
         self.file = file
@@ -88,6 +98,7 @@ public struct AgentDefinition: Sendable, Equatable {
         self.allow = allow
         self.limits = limits
         self.retry = retry
+        self.reasoning = reasoning
     }
 
     /// The model (normal mode) or the Mistral agent id (agent mode).
