@@ -103,6 +103,17 @@ public enum ContentChunk: Sendable, Hashable {
     /// A file uploaded to Mistral beforehand.
     case file(id: String)
 
+    /// The chunk's `type` on the wire.
+    public var typeName: String {
+        switch self {
+        case .text: "text"
+        case .imageURL: "image_url"
+        case .documentURL: "document_url"
+        case .inputAudio: "input_audio"
+        case .file: "file"
+        }
+    }
+
     /// The chunk's text, for text chunks.
     public var text: String? {
         if case .text(let text) = self { return text }

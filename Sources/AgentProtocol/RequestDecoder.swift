@@ -299,12 +299,20 @@ extension ContentChunk {
             self = .inputAudio(audio)
         default:
             let fileID = try string("file_id")
-            guard !fileID.isEmpty else { throw ChunkProblem("must not be empty", field: "file_id") }
+            guard Self.isUUID(fileID) else {
+                throw ChunkProblem("must be the UUID Mistral gave the uploaded file", field: "file_id")
+            }
             self = .file(id: fileID)
         }
     }
 
     private static let typeList = "text, image_url, document_url, input_audio, file"
+
+    /// `8-4-4-4-12` hexadecimal digits, as Mistral's file ids are.
+    private static func isUUID(_ text: String) -> Bool {
+        let groups = text.split(separator: "-", omittingEmptySubsequences: false)
+        return groups.map(\.count) == [8, 4, 4, 4, 12] && groups.allSatisfy { $0.allSatisfy(\.isHexDigit) }
+    }
 
     /// An https URL, or a base64 `data:` URL whose media type starts with `dataPrefix`.
     private static func checkURL(_ url: String, field: String, dataPrefix: String) throws(ChunkProblem) {

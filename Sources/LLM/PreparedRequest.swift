@@ -53,6 +53,7 @@ struct PreparedRequest: Sendable {
             self.init(request.upstream, path: "/v1/agents/completions", body: body, format: .chat, history: history)
 
         case .conversations(let agentID):
+            try Self.checkConversationChunks(request.messages)
             // The Mistral agent owns its instructions: every system message is a user entry.
             let messages = request.messages.map { message in
                 var message = message
@@ -96,6 +97,24 @@ struct PreparedRequest: Sendable {
         body["response_format"] = options.responseFormat.map(responseFormat)
         body["reasoning_effort"] = options.reasoningEffort.map { .string($0.rawValue) }
         body["prediction"] = options.prediction.map { ["type": "content", "content": .string($0)] }
+    }
+
+    /// A conversation's `message.input` takes text, images and documents, not audio or file ids.
+    private static func checkConversationChunks(_ messages: [ChatMessage]) throws(ErrorInfo) {
+        for (index, message) in messages.enumerated() {
+            guard case .chunks(let chunks)? = message.content, message.role != .tool else { continue }
+            for (position, chunk) in chunks.enumerated() {
+                switch chunk {
+                case .inputAudio, .file:
+                    throw ErrorInfo(
+                        code: .badRequest,
+                        message:
+                            "messages[\(index)].content[\(position)]: the conversations API (agent_api: conversations) takes no \(chunk.typeName) chunks; use agent_api: completions"
+                    )
+                case .text, .imageURL, .documentURL: continue
+                }
+            }
+        }
     }
 
     /// The fields chat and agents completions take at the top level, which `CompletionArgs` has not.

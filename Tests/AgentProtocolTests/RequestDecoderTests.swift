@@ -64,7 +64,7 @@ import Testing
              {"type":"image_url","image_url":"https://example.com/a.png"},
              {"type":"image_url","image_url":{"url":"\#(png)","detail":"low"}},
              {"type":"document_url","document_url":"https://example.com/a.pdf","document_name":"a.pdf"},
-             {"type":"input_audio","input_audio":"UklGRg=="},{"type":"file","file_id":"3f1b"}]}]}
+             {"type":"input_audio","input_audio":"UklGRg=="},{"type":"file","file_id":"3f1b2c4d-0000-4000-8000-00000000abcd"}]}]}
             """#.replacing("\n", with: ""))
         #expect(
             request.messages[0].content
@@ -72,7 +72,7 @@ import Testing
                     .text("What is this?"), .imageURL(url: "https://example.com/a.png", detail: nil),
                     .imageURL(url: png, detail: "low"),
                     .documentURL(url: "https://example.com/a.pdf", name: "a.pdf"), .inputAudio("UklGRg=="),
-                    .file(id: "3f1b"),
+                    .file(id: "3f1b2c4d-0000-4000-8000-00000000abcd"),
                 ]))
         #expect(request.messages[0].content?.text == "What is this?")
     }
@@ -117,7 +117,10 @@ import Testing
             #"[{"type":"input_audio","input_audio":"not base64!"}]"#,
             "messages[0].content[0].input_audio: is not well-formed base64 (its length is not a multiple of 4)"
         ),
-        (#"[{"type":"file","file_id":""}]"#, "messages[0].content[0].file_id: must not be empty"),
+        (
+            #"[{"type":"file","file_id":"report.pdf"}]"#,
+            "messages[0].content[0].file_id: must be the UUID Mistral gave the uploaded file"
+        ),
     ])
     func badChunksAreRejectedNamingTheirIndex(content: String, message: String) {
         let error = rejection(#"{"id":1,"messages":[{"role":"user","content":"# + content + "}]}")
@@ -144,7 +147,7 @@ import Testing
     @Test func systemMessagesTakeTextChunksOnly() {
         #expect(
             rejection(
-                #"{"id":1,"messages":[{"role":"system","content":[{"type":"file","file_id":"f"}]},{"role":"user","content":"x"}]}"#
+                #"{"id":1,"messages":[{"role":"system","content":[{"type":"image_url","image_url":"https://e.com/a.png"}]},{"role":"user","content":"x"}]}"#
             )?
             .info.message == "messages[0].content[0]: a system message takes text chunks only")
     }
