@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
 let package = Package(
@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        // Without its default SubprocessFoundation trait: agentd is Foundation-free.
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", exact: "1.0.2", traits: []),
     ],
     targets: [
         // C libraries from Debian, bound as system libraries.
@@ -36,6 +38,15 @@ let package = Package(
             dependencies: ["JSON", "Curl", "AgentProtocol", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM"]),
+        // Running server tools: exec tools as owned child processes; no sockets, no Mistral.
+        .target(
+            name: "Tools",
+            dependencies: [
+                "JSON",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         // The service.
         .target(
@@ -121,6 +132,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["JSON", "AgentProtocol"]),
+        .testTarget(
+            name: "ToolsTests", dependencies: ["Tools", "JSON", .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v6]
 )
