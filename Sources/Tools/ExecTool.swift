@@ -23,7 +23,8 @@ public struct ExecTool: Sendable, Hashable {
     public var timeout: Duration
     /// How many bytes of stdout are kept; the rest is read and discarded.
     public var maxOutput: Int
-    /// The tool's whole environment, to which only `PATH` is added.
+    /// The tool's whole environment, to which only `PATH=/usr/bin:/bin` is added (unless it
+    /// sets `PATH` itself): nothing of agentd's own environment reaches a tool.
     public var env: [String: String]
     /// The working directory; `nil` means the runner's default (agentd's state directory).
     public var cwd: String?
