@@ -98,7 +98,8 @@ public struct ExecToolProblem: Sendable, Hashable, CustomStringConvertible {
 }
 
 extension ExecTool {
-    /// Every problem with this definition, in argv-then-env order; empty when it is sound.
+    /// Every problem with this definition, in the order exec, env, max_output, timeout; empty
+    /// when it is sound.
     ///
     /// - Parameter parameters: the tool's JSON-schema `parameters` object, whose `properties`
     ///   every `"{param}"` must name; `nil` where the schema lives elsewhere (agent mode: the
@@ -138,7 +139,7 @@ extension ExecTool {
 
     /// `^[A-Za-z_][A-Za-z0-9_]*$`: what a shell would accept, so a tool that is itself a script
     /// can read every variable it was given.
-    static func isValidEnvironmentName(_ name: String) -> Bool {
+    private static func isValidEnvironmentName(_ name: String) -> Bool {
         guard let first = name.utf8.first, first == UInt8(ascii: "_") || isASCIILetter(first) else {
             return false
         }

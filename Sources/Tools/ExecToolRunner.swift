@@ -139,17 +139,22 @@ public struct ExecToolRunner: Sendable {
                 }
             }
             var timedOut = false
+            // When swift-subprocess's teardown sent the group SIGTERM (about when the child's
+            // task was cancelled), from which the grace for leftovers in the group counts.
+            var teardownStart: ContinuousClock.Instant?
             while let finished = await group.next() {
                 switch finished {
                 case .timeoutElapsed:
                     timedOut = true
+                    teardownStart = .now
                     group.cancelAll()
                 case .timerCancelled:
-                    continue
+                    // The caller's cancellation, unless the child finished first.
+                    if Task.isCancelled { teardownStart = .now }
                 case .child(.success(let (status, processIdentifier, output))):
                     let cancelled = Task.isCancelled
                     group.cancelAll()
-                    Self.killLeftovers(inGroupOf: processIdentifier)
+                    await Self.endLeftovers(inGroupOf: processIdentifier.value, signalledAt: teardownStart)
                     return .reaped(status, output, timedOut: timedOut, cancelled: cancelled)
                 case .child(.failure(let error)):
                     group.cancelAll()
@@ -195,16 +200,32 @@ public struct ExecToolRunner: Sendable {
         }
     }
 
-    /// SIGKILLs whatever is left in the child's process group once the child is reaped: a
-    /// background process the tool started and did not wait for has no owner but us.
+    /// Ends whatever is left in the child's process group once the child is reaped, the same
+    /// way as the child: SIGTERM, then SIGKILL when the 2 s grace is over. A background
+    /// process the tool did not wait for has no owner but us; and a grandchild that was sent
+    /// SIGTERM with the group gets its whole grace even when the child itself died at once.
     ///
-    /// Done after the reap because swift-subprocess 1.0.2 offers no hook between the child's
-    /// exit and its reap. It cannot hit a stranger: Linux keeps a process group's id allocated
-    /// while any member lives, so if members are left, the id is still theirs; if none are,
-    /// the signal finds no group (ESRCH), because a fresh process could only take the id after
-    /// the kernel's pid counter wrapped all the way round, not in the microseconds since.
-    private static func killLeftovers(inGroupOf processIdentifier: ProcessIdentifier) {
-        _ = kill(-processIdentifier.value, SIGKILL)
+    /// swift-subprocess's teardown stops at the child's exit, and 1.0.2 offers no hook between
+    /// that exit and the reap, so this runs after the reap. It cannot signal a stranger: Linux
+    /// keeps a process group's id allocated while any member lives, so while members are left
+    /// the id is theirs; once none are, signals find no group (ESRCH), since a new process
+    /// could take the id only after the kernel's pid counter wrapped all the way round.
+    ///
+    /// - Parameter signalledAt: when the teardown sent the group SIGTERM; `nil` when the child
+    ///   exited by itself, and then the leftovers get their SIGTERM now.
+    private static func endLeftovers(inGroupOf groupID: pid_t, signalledAt: ContinuousClock.Instant?) async {
+        guard kill(-groupID, 0) == 0 else { return }
+        if signalledAt == nil { _ = kill(-groupID, SIGTERM) }
+        let deadline = (signalledAt ?? .now) + killGrace
+        // In a task of its own: the caller's cancellation must not cut the grace short, nor
+        // turn the polling sleep into a busy loop.
+        await Task {
+            while ContinuousClock.now < deadline {
+                guard kill(-groupID, 0) == 0 else { return }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            _ = kill(-groupID, SIGKILL)
+        }.value
     }
 
     private static func outcome(

@@ -19,7 +19,7 @@ enum ProcessProbe {
     }
 
     /// Polls until `pid` is dead, for at most `limit`: signals and reparenting take a moment.
-    static func waitUntilDead(_ pid: pid_t, within limit: Duration = .seconds(3)) async -> Bool {
+    static func waitUntilDead(_ pid: pid_t, within limit: Duration = .seconds(10)) async -> Bool {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             if isDead(pid) { return true }
