@@ -32,4 +32,22 @@ enum ConfigValues {
         }
         return .success(mode)
     }
+
+    /// `65536`, `512B`, `64KiB`, `1MiB`: a whole number of bytes, with an optional binary unit.
+    static func byteSize(_ text: String) -> Result<Int, OptionProblem> {
+        let digits = text.prefix { $0.isASCII && $0.isNumber }
+        let unit = text.dropFirst(digits.count)
+        guard !digits.isEmpty, let amount = Int(digits) else {
+            return .failure(OptionProblem("expected a size such as 65536, 64KiB or 1MiB, got '\(text)'"))
+        }
+        let shift: Int
+        switch unit {
+        case "", "B": shift = 0
+        case "KiB": shift = 10
+        case "MiB": shift = 20
+        default: return .failure(OptionProblem("unknown unit '\(unit)' in '\(text)'; use B, KiB or MiB"))
+        }
+        guard amount <= Int.max >> shift else { return .failure(OptionProblem("'\(text)' is too large")) }
+        return .success(amount << shift)
+    }
 }

@@ -116,6 +116,39 @@ struct NodeChecker {
         }
     }
 
+    /// A byte count: an integer, or a string with a unit (`64KiB`).
+    mutating func byteSize(_ node: YAMLNode, path: String) -> Int? {
+        let text: String
+        switch node.resolved {
+        case .int(let value) where node.scalar != nil: text = String(value)
+        case .string(let value) where node.scalar != nil: text = value
+        default:
+            error(node, "\(path): expected a size such as 65536, 64KiB or 1MiB, got \(node.kindName)")
+            return nil
+        }
+        switch ConfigValues.byteSize(text) {
+        case .success(let size): return size
+        case .failure(let problem):
+            error(node, "\(path): \(problem.message)")
+            return nil
+        }
+    }
+
+    /// A mapping of names to strings, such as a tool's `env`.
+    mutating func stringMap(_ node: YAMLNode, path: String) -> [(key: String, value: String, node: YAMLNode)]? {
+        guard let entries = node.mapping else {
+            error(node, "\(path): expected a mapping of names to strings, got \(node.kindName)")
+            return nil
+        }
+        var result: [(key: String, value: String, node: YAMLNode)] = []
+        for entry in entries {
+            guard let key = string(entry.key, path: path) else { return nil }
+            guard let value = string(entry.value, path: "\(path).\(key)") else { return nil }
+            result.append((key, value, entry.key))
+        }
+        return result
+    }
+
     /// A permission mode written as an octal string ("0660").
     mutating func octalMode(_ node: YAMLNode, path: String) -> UInt32? {
         guard node.scalar != nil, case .string(let text) = node.resolved else {

@@ -57,7 +57,7 @@ import Testing
             codes == [
                 "bad_request", "request_too_large", "unknown_request", "unknown_agent", "forbidden", "overloaded",
                 "cancelled", "timeout", "upstream_auth", "upstream_rate_limited", "upstream_rejected",
-                "upstream_unavailable", "upstream_protocol", "agent_error", "shutting_down", "internal",
+                "upstream_unavailable", "upstream_protocol", "agent_error", "shutting_down", "step_limit", "internal",
             ])
     }
 }

@@ -104,7 +104,8 @@ public struct Daemon: Sendable {
         let tracker = ConnectionTracker(limit: config.maxConnections) { tracker in
             heapTrimmer.schedule { tracker.inFlight == 0 }
         }
-        let runner = RequestRunner(client: client, logger: logger, logContent: config.logContent)
+        let tools = ServerTools(defaultWorkingDirectory: "/", logger: logger, logContent: config.logContent)
+        let runner = RequestRunner(client: client, tools: tools, logger: logger, logContent: config.logContent)
         let requestCounter = Atomic<UInt64>(0)
         let pid = getpid()
         let makeID: @Sendable () -> RequestID = {
