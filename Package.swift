@@ -120,7 +120,8 @@ let package = Package(
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
         .testTarget(name: "SSETests", dependencies: ["SSE", "TestSupport"]),
         // Fixtures are read in place through #filePath.
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Tools"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Tools"], exclude: ["Fixtures"]),
         // What more than one test target needs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(

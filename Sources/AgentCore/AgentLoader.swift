@@ -313,7 +313,8 @@ private struct AgentFileReader {
                 }
                 guard fields["exec"] != nil else {
                     checker.error(
-                        item, "\(path): needs 'exec' in agent mode, to implement the function the Mistral agent declares")
+                        item,
+                        "\(path): needs 'exec' in agent mode, to implement the function the Mistral agent declares")
                     continue
                 }
             }
@@ -347,10 +348,13 @@ private struct AgentFileReader {
 
     /// A server tool's `exec` and its settings, each problem reported at its own key.
     private mutating func readExec(_ fields: Fields, path: String, parameters: JSONValue?) -> ExecTool? {
-        guard let execNode = fields["exec"], let argv = checker.strings(execNode, path: "\(path).exec", allowSingle: false)
+        guard let execNode = fields["exec"],
+            let argv = checker.strings(execNode, path: "\(path).exec", allowSingle: false)
         else { return nil }
         var tool = ExecTool(argv: argv.map(\.0))
-        if let node = fields["timeout"] { tool.timeout = checker.duration(node, path: "\(path).timeout") ?? tool.timeout }
+        if let node = fields["timeout"] {
+            tool.timeout = checker.duration(node, path: "\(path).timeout") ?? tool.timeout
+        }
         if let node = fields["max_output"] {
             tool.maxOutput = checker.byteSize(node, path: "\(path).max_output") ?? tool.maxOutput
         }
@@ -368,7 +372,8 @@ private struct AgentFileReader {
         for problem in problems {
             let node: YAMLNode =
                 switch problem.code {
-                case .unknownParameter(_, let argvIndex): argv.indices.contains(argvIndex) ? argv[argvIndex].1 : execNode
+                case .unknownParameter(_, let argvIndex):
+                    argv.indices.contains(argvIndex) ? argv[argvIndex].1 : execNode
                 case .invalidEnvironmentName: fields["env"] ?? execNode
                 case .maxOutputTooLarge, .maxOutputNotPositive: fields["max_output"] ?? execNode
                 case .timeoutNotPositive: fields["timeout"] ?? execNode

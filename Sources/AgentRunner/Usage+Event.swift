@@ -19,7 +19,8 @@ extension Usage {
     /// Both calls' counts: a request's usage is summed over its model calls.
     func adding(_ other: Usage) -> Usage {
         Usage(
-            promptTokens: promptTokens + other.promptTokens, completionTokens: completionTokens + other.completionTokens,
+            promptTokens: promptTokens + other.promptTokens,
+            completionTokens: completionTokens + other.completionTokens,
             totalTokens: totalTokens + other.totalTokens, cachedTokens: cachedTokens + other.cachedTokens,
             connectorTokens: connectorTokens + other.connectorTokens)
     }
