@@ -76,6 +76,8 @@ public struct AgentDefinition: Sendable, Equatable {
     /// The tools agentd runs itself, by name (`exec`, CONTRACT §9): in normal mode some of
     /// `tools`, in agent mode functions the Mistral agent declares.
     public var execTools: [String: ExecTool]
+    /// The MCP servers of agentd.yaml whose tools this agent may call (`mcp_servers`).
+    public var mcpServers: [String] = []
     /// Model calls a request may make while server tools run.
     public var maxSteps: Int
     public var options: GenerationOptions

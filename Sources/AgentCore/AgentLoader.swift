@@ -44,7 +44,12 @@ public enum AgentLoader {
 
     /// Loads one file; the agent's name is the file name without its extension. Symlinks are
     /// followed.
-    public static func loadFile(_ path: String) -> Result<AgentDefinition, DiagnosticList> {
+    ///
+    /// - Parameter mcpServers: the servers agentd.yaml defines, which `mcp_servers` may name;
+    ///   nil where agentd.yaml is not known (`agentctl validate`), and then names are not checked.
+    public static func loadFile(_ path: String, mcpServers: Set<String>? = nil) -> Result<
+        AgentDefinition, DiagnosticList
+    > {
         let fileLevel = { (message: String) in
             Result<AgentDefinition, DiagnosticList>.failure(
                 DiagnosticList([Diagnostic(file: path, line: 1, column: 1, message: message)]))
@@ -60,18 +65,20 @@ public enum AgentLoader {
         }
         switch ConfigFile.parse(bytes, file: path) {
         case .failure(let diagnostics): return .failure(diagnostics)
-        case .success(let root): return definition(from: root, file: path, name: stem(of: path))
+        case .success(let root): return definition(from: root, file: path, name: stem(of: path), mcpServers: mcpServers)
         }
     }
 
     /// Loads every `*.yaml` and `*.yml` file of `path`. Throws only when the directory itself
     /// cannot be read; a bad file never hides the others.
-    public static func loadDirectory(_ path: String) throws(Diagnostic) -> AgentDirectory {
+    public static func loadDirectory(_ path: String, mcpServers: Set<String>? = nil) throws(Diagnostic)
+        -> AgentDirectory
+    {
         let files = try agentFiles(in: path)
         var agents: [AgentDefinition] = []
         var failures: [String: [Diagnostic]] = [:]
         for file in files {
-            switch loadFile(file) {
+            switch loadFile(file, mcpServers: mcpServers) {
             case .success(let agent): agents.append(agent)
             case .failure(let list): failures[file] = list.diagnostics
             }
@@ -124,9 +131,10 @@ public enum AgentLoader {
     }
 
     /// An agent definition from a parsed file.
-    static func definition(from root: YAMLNode?, file: String, name: String) -> Result<AgentDefinition, DiagnosticList>
-    {
-        var reader = AgentFileReader(checker: NodeChecker(file: file))
+    static func definition(
+        from root: YAMLNode?, file: String, name: String, mcpServers: Set<String>? = nil
+    ) -> Result<AgentDefinition, DiagnosticList> {
+        var reader = AgentFileReader(checker: NodeChecker(file: file), knownMCPServers: mcpServers)
         let agent = reader.read(root, name: name)
         let diagnostics = reader.checker.diagnostics
         if let agent, diagnostics.isEmpty { return .success(agent) }
@@ -138,10 +146,12 @@ public enum AgentLoader {
 /// earlier ones (mode before everything, tools before tool_choice).
 private struct AgentFileReader {
     var checker: NodeChecker
+    /// What `mcp_servers` may name; nil: not checked.
+    var knownMCPServers: Set<String>?
 
     private static let structureKeys = [
         "description", "mode", "model", "agent_id", "agent_api", "system", "tools", "socket", "allow", "limits",
-        "retry", "reasoning", "max_steps",
+        "retry", "reasoning", "max_steps", "mcp_servers",
     ]
     private static let topLevelKeys = structureKeys + OptionRules.keys
     /// Keys that only one mode accepts, with the reason given when the other mode uses them.
@@ -187,6 +197,7 @@ private struct AgentFileReader {
             agent.maxSteps =
                 checker.integer(node, path: "max_steps", in: 1...AgentDefinition.maxStepsLimit) ?? agent.maxSteps
         }
+        if let node = fields["mcp_servers"] { agent.mcpServers = readMCPServers(node, ownTools: tools, execTools) }
         if let node = fields["description"] { agent.description = checker.string(node, path: "description") }
         if mode == .normal, let node = fields["system"] {
             agent.system = checker.strings(node, path: "system", allowSingle: true)?.map { $0.0 } ?? []
@@ -345,6 +356,39 @@ private struct AgentFileReader {
     }
 
     private static let execOnlyKeys = ["timeout", "max_output", "env", "cwd"]
+
+    /// `mcp_servers`: names of servers in agentd.yaml, each once. An own tool named
+    /// `<server>__...` would take a name the server's tools may need, so it is an error too.
+    private mutating func readMCPServers(
+        _ node: YAMLNode, ownTools: [ToolSpec], _ execTools: [String: ExecTool]
+    ) -> [String] {
+        guard let names = checker.strings(node, path: "mcp_servers", allowSingle: false) else { return [] }
+        let ownNames = Set(ownTools.map(\.name)).union(execTools.keys)
+        var servers: [String] = []
+        var seen = Set<String>()
+        for (index, (name, item)) in names.enumerated() {
+            let path = "mcp_servers[\(index)]"
+            if !seen.insert(name).inserted {
+                checker.error(item, "\(path): '\(name)' is named twice")
+            } else if !MCPServerConfig.isValidName(name) {
+                checker.error(item, "\(path): '\(name)' is not a valid MCP server name")
+            } else if let known = knownMCPServers, !known.contains(name) {
+                let hint = Hints.nearest(to: name, among: known.sorted()).map { " (did you mean '\($0)'?)" } ?? ""
+                let defined =
+                    known.isEmpty
+                    ? "agentd.yaml defines none" : "agentd.yaml defines \(known.sorted().joined(separator: ", "))"
+                checker.error(item, "\(path): no MCP server '\(name)' in agentd.yaml's mcp_servers\(hint); \(defined)")
+            } else if let clash = ownNames.sorted().first(where: { $0.hasPrefix(name + MCPServerConfig.separator) }) {
+                checker.error(
+                    item,
+                    "\(path): the agent's own tool '\(clash)' takes a name of the form \(name)__TOOL, which the server's tools use"
+                )
+            } else {
+                servers.append(name)
+            }
+        }
+        return servers
+    }
 
     /// A server tool's `exec` and its settings, each problem reported at its own key.
     private mutating func readExec(_ fields: Fields, path: String, parameters: JSONValue?) -> ExecTool? {

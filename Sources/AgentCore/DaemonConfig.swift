@@ -1,3 +1,4 @@
+import Tools
 import YAML
 
 /// Log verbosity (CONTRACT §3 `log_level`), in increasing severity.
@@ -27,6 +28,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var logLevel: LogLevel = .info
     /// Prompts and replies are logged only when true.
     public var logContent = false
+    /// The MCP servers agents may name, by name (§3 `mcp_servers`).
+    public var mcpServers: [String: MCPServerConfig] = [:]
 
     public init() {}
 
@@ -66,7 +69,7 @@ private struct DaemonConfigReader {
 
     private static let keys = [
         "agents_dir", "socket_dir", "socket_group", "control_socket", "mistral", "max_connections",
-        "shutdown_grace", "log_level", "log_content",
+        "shutdown_grace", "log_level", "log_content", "mcp_servers",
     ]
 
     mutating func read(_ root: YAMLNode) -> DaemonConfig {
@@ -111,6 +114,7 @@ private struct DaemonConfigReader {
             config.logLevel = LogLevel(rawValue: level) ?? config.logLevel
         }
         if let node = fields["log_content"] { config.logContent = checker.bool(node, path: "log_content") ?? false }
+        if let node = fields["mcp_servers"] { config.mcpServers = checker.mcpServers(node) }
         return config
     }
 
