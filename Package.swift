@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         // Without its default SubprocessFoundation trait: agentd is Foundation-free.
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", exact: "1.0.2", traits: []),
+        // The official MCP SDK (issue 18); it brings Foundation, so only MCPServers imports it.
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", exact: "0.12.1"),
     ],
     targets: [
         // C libraries from Debian, bound as system libraries.
@@ -53,12 +55,23 @@ let package = Package(
             ]
         ),
         .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM", "AgentProtocol", "Tools"]),
+        // MCP servers: spawned, supervised, called over the SDK's client. Apart from Tools so
+        // that the SDK's Foundation stays out of AgentCore and agentctl.
+        .target(
+            name: "MCPServers",
+            dependencies: [
+                "JSON", "Tools",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         // One request from its decoded line to its terminal event; no sockets.
         .target(
             name: "AgentRunner",
             dependencies: [
-                "AgentCore", "AgentProtocol", "LLM", "Tools", "JSON", "Basics",
+                "AgentCore", "AgentProtocol", "LLM", "Tools", "MCPServers", "JSON", "Basics",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -68,6 +81,7 @@ let package = Package(
             name: "AgentDaemon",
             dependencies: [
                 "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON", "Basics", "Systemd", "CMalloc",
+                "MCPServers",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -160,6 +174,9 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["JSON", "AgentProtocol", "Basics"]),
         .testTarget(
             name: "ToolsTests", dependencies: ["Tools", "JSON", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "MCPServersTests",
+            dependencies: ["MCPServers", "Tools", "JSON", .product(name: "MCP", package: "swift-sdk")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -61,9 +61,11 @@ struct CappedOutput: Sendable {
 /// model several times a request, must not be able to flush everything else out of the
 /// journal's rate limit and disk budget. What is over is read and dropped, never left in the
 /// pipe, and the drop is said once.
-struct StderrLineSplitter {
+public struct StderrLineSplitter: Sendable {
     static let maxLineBytes = 4 * 1024
     static let maxBytesPerCall = 64 * 1024
+
+    public init() {}
 
     private var line: [UInt8] = []
     private var lineWasCut = false
@@ -71,7 +73,7 @@ struct StderrLineSplitter {
     private var budgetExhausted = false
 
     /// Feeds a chunk of stderr; `emit` gets each complete line, without its newline.
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, emit: (String) -> Void) {
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer, emit: (String) -> Void) {
         for byte in bytes {
             if byte == UInt8(ascii: "\n") {
                 endLine(emit: emit)
@@ -84,7 +86,7 @@ struct StderrLineSplitter {
     }
 
     /// Emits the last line when stderr ended without a newline.
-    mutating func finish(emit: (String) -> Void) {
+    public mutating func finish(emit: (String) -> Void) {
         if !line.isEmpty || lineWasCut { endLine(emit: emit) }
     }
 
