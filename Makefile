@@ -34,7 +34,7 @@ FISHCOMPDIR = $(PREFIX)/share/fish/vendor_completions.d
 MAN_PAGES   = man1/agentctl.1 man5/agentd.agents.5 man5/agentd.yaml.5 man8/agentd.8
 EXAMPLE_AGENTS = $(notdir $(wildcard agents.d/*.yaml))
 
-.PHONY: all deps test-deps build run test lint bench stress fuzz check-sanitizers install uninstall check-ops clean
+.PHONY: all deps test-deps mcp-venv build run test lint bench stress fuzz check-sanitizers install uninstall check-ops clean
 
 all: build
 
@@ -52,7 +52,11 @@ build: deps
 run: build
 	@./scripts/run.sh $(BIN)
 
-test: test-deps
+# The real MCP servers (and the SDK of the fixture) the end-to-end tests run, pinned, from PyPI.
+mcp-venv:
+	@./scripts/mcp-venv.sh .build/mcp-venv
+
+test: test-deps mcp-venv
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) lint

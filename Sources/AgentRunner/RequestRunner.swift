@@ -156,6 +156,7 @@ public struct RequestRunner: Sendable {
         var sofar = Completion(text: "", toolCalls: [], finishReason: "stop", usage: Usage(), model: nil)
         for step in 1...maxSteps {
             var llmRequest = definition.llmRequest(messages: history, overrides: options)
+            if definition.mode == .normal { llmRequest.tools += await tools.mcpToolSpecs(for: definition) }
             llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
             var reply: Completion?
             let addedSoFar = added

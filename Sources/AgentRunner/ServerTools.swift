@@ -2,30 +2,62 @@ import AgentCore
 import AgentProtocol
 import Basics
 import JSON
+import LLM
 import Logging
+import MCPServers
 import Tools
 
-/// Runs the tools agentd implements for an agent (CONTRACT §9): its exec tools. A call to a
-/// tool the agent does not implement is a client tool call, for the client to answer.
+/// Runs the tools agentd implements for an agent (CONTRACT §9): its exec tools and the tools
+/// of the MCP servers it names (`<server>__<tool>`). A call to a tool the agent does not
+/// implement is a client tool call, for the client to answer.
 public struct ServerTools: Sendable {
     /// Where a tool runs when it names no `cwd`: the state directory.
     let defaultWorkingDirectory: String
     let logger: Logger
     let logContent: Bool
+    /// The MCP servers' tools; nil where none run (unit tests).
+    let mcp: MCPSupervisor?
 
-    public init(defaultWorkingDirectory: String, logger: Logger, logContent: Bool) {
+    public init(defaultWorkingDirectory: String, logger: Logger, logContent: Bool, mcp: MCPSupervisor? = nil) {
         self.defaultWorkingDirectory = defaultWorkingDirectory
         self.logger = logger
         self.logContent = logContent
+        self.mcp = mcp
     }
 
     func implements(_ call: ToolCall, for agent: AgentDefinition) -> Bool {
-        agent.execTools[call.name] != nil
+        agent.execTools[call.name] != nil || mcpTarget(of: call, for: agent) != nil
+    }
+
+    /// The server and tool a call names when its server is one the agent names. A call to a
+    /// server that is down is still agentd's to answer (`ok:false`), never the client's.
+    private func mcpTarget(of call: ToolCall, for agent: AgentDefinition) -> (server: String, tool: String)? {
+        guard let target = MCPServerConfig.split(call.name), agent.mcpServers.contains(target.server) else {
+            return nil
+        }
+        return target
+    }
+
+    /// The function tools the model is offered from the agent's MCP servers, as they are now
+    /// (normal mode; in agent mode the Mistral agent declares its functions).
+    func mcpToolSpecs(for agent: AgentDefinition) async -> [ToolSpec] {
+        guard let mcp, !agent.mcpServers.isEmpty else { return [] }
+        var specs: [ToolSpec] = []
+        for server in agent.mcpServers {
+            for tool in await mcp.tools(of: server) {
+                specs.append(
+                    ToolSpec(name: tool.qualifiedName, description: tool.description, parameters: tool.inputSchema))
+            }
+        }
+        return specs
     }
 
     /// Runs `call` to its end, whatever the tool does: a failure is a result the model sees.
     /// Cancelling the calling task ends the tool's process group.
     func run(_ call: ToolCall, for agent: AgentDefinition, metadata: Logger.Metadata) async -> ToolResult {
+        if let target = mcpTarget(of: call, for: agent), agent.execTools[call.name] == nil {
+            return await runMCP(call, target, metadata: metadata)
+        }
         guard let tool = agent.execTools[call.name] else {
             return ToolResult(
                 toolCallID: call.id, name: call.name, ok: false, output: "unknown tool \(call.name)",
@@ -40,6 +72,34 @@ public struct ServerTools: Sendable {
             "tool.exit_status": "\(outcome.exitStatus.map { "\($0)" } ?? "not started")",
             "tool.ok": "\(outcome.ok)", "duration_ms": "\(outcome.duration.milliseconds)",
         ]
+        if let reason = outcome.failureReason { fields["tool.failure"] = "\(reason)" }
+        if logContent {
+            fields["tool.arguments"] = "\(call.arguments.jsonText)"
+            fields["tool.output"] = "\(outcome.output)"
+        }
+        toolLogger.info("Tool ran", metadata: fields)
+        return ToolResult(
+            toolCallID: call.id, name: call.name, ok: outcome.ok, output: outcome.output,
+            durationMilliseconds: outcome.duration.milliseconds)
+    }
+
+    /// A call to an MCP server's tool, logged like an exec tool's run with `mcp_server` added.
+    private func runMCP(
+        _ call: ToolCall, _ target: (server: String, tool: String), metadata: Logger.Metadata
+    ) async -> ToolResult {
+        var toolLogger = logger
+        for (key, value) in metadata { toolLogger[metadataKey: key] = value }
+        toolLogger[metadataKey: "tool"] = "\(call.name)"
+        toolLogger[metadataKey: "mcp_server"] = "\(target.server)"
+        let outcome: ToolOutcome
+        if let mcp, let arguments = Self.argumentObject(call.arguments).objectValue {
+            outcome = await mcp.call(server: target.server, tool: target.tool, arguments: arguments)
+        } else {
+            let reason = mcp == nil ? "MCP server \(target.server) is not running" : "arguments are not an object"
+            outcome = ToolOutcome(
+                ok: false, output: reason, failureReason: reason, exitStatus: nil, duration: .zero, outputCut: false)
+        }
+        var fields: Logger.Metadata = ["tool.ok": "\(outcome.ok)", "duration_ms": "\(outcome.duration.milliseconds)"]
         if let reason = outcome.failureReason { fields["tool.failure"] = "\(reason)" }
         if logContent {
             fields["tool.arguments"] = "\(call.arguments.jsonText)"

@@ -52,14 +52,18 @@ struct Agentd: AsyncParsableCommand {
     private func runCheck(_ loaded: Result<DaemonConfig, DiagnosticList>) -> Int32 {
         var diagnostics: [Diagnostic] = []
         var config = DaemonConfig()
+        // An agentd.yaml that failed says nothing of which MCP servers exist.
+        var mcpServers: Set<String>?
         switch loaded {
-        case .success(let valid): config = valid
+        case .success(let valid):
+            config = valid
+            mcpServers = Set(valid.mcpServers.keys)
         case .failure(let list): diagnostics += list.diagnostics
         }
         config = applyingOverrides(to: config)
         var agents: [AgentDefinition] = []
         do {
-            let directory = try AgentLoader.loadDirectory(config.agentsDir)
+            let directory = try AgentLoader.loadDirectory(config.agentsDir, mcpServers: mcpServers)
             agents = directory.agents
             diagnostics += directory.diagnostics
         } catch {
@@ -74,7 +78,7 @@ struct Agentd: AsyncParsableCommand {
     /// Runs the daemon until it is told to stop.
     private func serve(_ config: DaemonConfig) async throws {
         LogDestination.bootstrap(level: config.logLevel.swiftLogLevel, identifier: "agentd")
-        throw ExitCode(await Daemon(config: config).run())
+        throw ExitCode(await Daemon(config: config, configFile: configFile).run())
     }
 }
 

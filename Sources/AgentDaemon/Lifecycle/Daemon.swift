@@ -4,6 +4,7 @@ import AgentRunner
 import Glibc
 import LLM
 import Logging
+import MCPServers
 import Synchronization
 import Systemd
 
@@ -34,6 +35,7 @@ public struct Daemon: Sendable {
         let registry: AgentRegistry
         let reloads: ReloadCoordinator
         let controlListener: Listener
+        let mcp: MCPSupervisor
     }
 
     /// Why the daemon could not start, and the exit status that says so.
@@ -42,11 +44,15 @@ public struct Daemon: Sendable {
     }
 
     let config: DaemonConfig
+    /// agentd.yaml as named with `--config` (nil: the default path): a reload reads its
+    /// `mcp_servers` again.
+    let configFile: String?
     let logger: Logger
     private let notifier = SystemdNotifier()
 
-    public init(config: DaemonConfig) {
+    public init(config: DaemonConfig, configFile: String? = nil) {
         self.config = config
+        self.configFile = configFile
         var logger = Logger(label: "agentd")
         logger.logLevel = config.logLevel.swiftLogLevel
         self.logger = logger
@@ -104,7 +110,9 @@ public struct Daemon: Sendable {
         let tracker = ConnectionTracker(limit: config.maxConnections) { tracker in
             heapTrimmer.schedule { tracker.inFlight == 0 }
         }
-        let tools = ServerTools(defaultWorkingDirectory: "/", logger: logger, logContent: config.logContent)
+        let mcp = MCPSupervisor(clientVersion: BuildInfo.version, logger: logger)
+        let mcpReload = MCPReload(supervisor: mcp, configFile: configFile, initial: config.mcpServers)
+        let tools = ServerTools(defaultWorkingDirectory: "/", logger: logger, logContent: config.logContent, mcp: mcp)
         let runner = RequestRunner(client: client, tools: tools, logger: logger, logContent: config.logContent)
         let requestCounter = Atomic<UInt64>(0)
         let pid = getpid()
@@ -124,13 +132,14 @@ public struct Daemon: Sendable {
         let notifier = notifier
         let reloads = ReloadCoordinator {
             notifier.reloading()
-            let report = await registry.reload(from: config.agentsDir, logger: logger)
+            let report = await mcpReload.load(
+                into: registry, agentsDir: config.agentsDir, rereadConfig: true, logger: logger)
             lastReload.report = report
             notifier.ready(status: registry.readyStatus(after: report, verb: "Reloaded"))
             return report
         }
         let control = ControlCommands(
-            registry: registry, tracker: tracker, reloads: reloads, startedAt: .now, lastReload: lastReload)
+            registry: registry, tracker: tracker, reloads: reloads, startedAt: .now, lastReload: lastReload, mcp: mcp)
 
         do {
             try Self.makeDirectory(config.socketDir)
@@ -142,7 +151,8 @@ public struct Daemon: Sendable {
         }
         // Agents first, the control socket second: a `reload` arriving over it cannot race the
         // initial load.
-        let initial = await registry.reload(from: config.agentsDir, logger: logger)
+        let initial = await mcpReload.load(
+            into: registry, agentsDir: config.agentsDir, rereadConfig: false, logger: logger)
         let controlListener: Listener
         do {
             let handler = ConnectionHandler(
@@ -157,6 +167,7 @@ public struct Daemon: Sendable {
         } catch {
             logger.critical("Cannot bind the control socket", metadata: ["error": "\(error)"])
             await registry.stopAll()
+            await mcp.stopAll()
             client.shutdown()
             throw StartFailure(exitCode: ExitCode.unavailable)
         }
@@ -165,7 +176,8 @@ public struct Daemon: Sendable {
         logger.notice(
             "Ready", metadata: ["agents": "\(registry.all.count)", "socket_dir": "\(config.socketDir)"])
         return Services(
-            client: client, tracker: tracker, registry: registry, reloads: reloads, controlListener: controlListener)
+            client: client, tracker: tracker, registry: registry, reloads: reloads, controlListener: controlListener,
+            mcp: mcp)
     }
 
     /// Reloads on SIGHUP and keeps the watchdog fed; returns at SIGTERM or SIGINT.
@@ -209,6 +221,8 @@ public struct Daemon: Sendable {
             _ = await tracker.waitUntilDrained(within: .seconds(5))
         }
         tracker.closeAll()
+        // After the requests: their last tool calls were still using the servers.
+        await services.mcp.stopAll()
         await services.controlListener.connectionsEnded()
         for entry in services.registry.all { await entry.listener.connectionsEnded() }
         services.client.shutdown()

@@ -3,6 +3,7 @@ import AgentProtocol
 import Basics
 import Glibc
 import JSON
+import MCPServers
 import Synchronization
 
 /// The report of the latest reload, for `status`.
@@ -22,6 +23,8 @@ struct ControlCommands: Sendable {
     let reloads: ReloadCoordinator
     let startedAt: ContinuousClock.Instant
     let lastReload: LastReload
+    /// The MCP servers for `status`; nil where none can run (tests).
+    var mcp: MCPSupervisor? = nil
 
     func run(id: RequestID, command: String, body: JSONObject) async -> JSONValue {
         switch command {
@@ -31,7 +34,7 @@ struct ControlCommands: Sendable {
             }
             return Event.result(id: id, key: "agents", value: .array(registry.all.map(listing)))
         case "status":
-            return Event.result(id: id, key: "status", value: status())
+            return Event.result(id: id, key: "status", value: await status())
         case "reload":
             guard let report = await reloads.reload() else {
                 return Event.error(id: id, .shuttingDown)
@@ -66,7 +69,7 @@ struct ControlCommands: Sendable {
         entry.runtime.listing(socketPath: entry.listener.binding.path)
     }
 
-    private func status() -> JSONValue {
+    private func status() async -> JSONValue {
         var agents = JSONObject()
         for entry in registry.all {
             var counters = entry.runtime.counters.json.objectValue ?? [:]
@@ -80,6 +83,7 @@ struct ControlCommands: Sendable {
             "agents": .object(agents), "in_flight": .int(Int64(tracker.inFlight)),
             "connections": .int(Int64(tracker.connectionCount)),
         ]
+        status["mcp_servers"] = .array(await mcp?.status() ?? [])
         if let report = lastReload.report {
             status["last_reload"] = [
                 "time": .double(report.time), "ok": .bool(report.ok), "errors": .array(report.errors.map(\.json)),

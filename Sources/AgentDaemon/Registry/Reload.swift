@@ -35,10 +35,10 @@ extension Diagnostic {
 extension AgentRegistry {
     /// Loads the agents directory and applies it; a directory that cannot be read keeps
     /// everything as it was.
-    func reload(from agentsDir: String, logger: Logger) async -> ReloadReport {
+    func reload(from agentsDir: String, mcpServers: Set<String>? = nil, logger: Logger) async -> ReloadReport {
         let directory: AgentDirectory
         do {
-            directory = try AgentLoader.loadDirectory(agentsDir)
+            directory = try AgentLoader.loadDirectory(agentsDir, mcpServers: mcpServers)
         } catch {
             var report = ReloadReport(time: Double(time(nil)))
             report.errors = [error]
