@@ -57,12 +57,33 @@ struct Status: ParsableCommand {
         table.styleCell = { column, text in column == 1 ? stateStyle(text, style) : text }
         Output.line("")
         Output.line(table.render(style: style))
+        printMCPServers(status["mcp_servers"]?.arrayValue ?? [], style: style)
 
         Output.line("")
         guard let reload = status["last_reload"], !reload.isNull else { return Output.line("last reload: none") }
         let verdict = reload["ok"]?.boolValue == true ? style.green("ok") : style.red("failed")
         Output.line("last reload: \(timestamp(reload["time"]?.doubleValue)) \(verdict)")
         for error in reload["errors"]?.arrayValue ?? [] { Output.line("  " + diagnostic(error)) }
+    }
+
+    /// One row per MCP server; nothing when none runs.
+    private func printMCPServers(_ servers: [JSONValue], style: Style) {
+        guard !servers.isEmpty else { return }
+        var table = Table(header: ["MCP_SERVER", "STATE", "PID", "TOOLS", "RESTARTS", "REASON"])
+        for server in servers {
+            let tools = server["tools"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            table.rows.append([
+                server["name"]?.cellText ?? "?", server["state"]?.cellText ?? "?", server["pid"]?.cellText ?? "-",
+                tools.isEmpty ? "-" : tools.joined(separator: ","), server["restarts"]?.cellText ?? "0",
+                server["reason"]?.cellText ?? "",
+            ])
+        }
+        table.styleCell = { column, text in
+            guard column == 1 else { return text }
+            return text == "ready" ? style.green(text) : text == "failed" ? style.red(text) : style.yellow(text)
+        }
+        Output.line("")
+        Output.line(table.render(style: style))
     }
 
     private func duration(_ seconds: Double) -> String {

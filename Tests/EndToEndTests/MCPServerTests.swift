@@ -113,6 +113,15 @@ enum MCPVenv {
         #expect(time["restarts"] == 0)
     }
 
+    @Test func agentctlStatusPrintsEachServer() throws {
+        let run = try runAgentctl(["status", "--socket-dir", harness.socketDir])
+        #expect(run.status == 0, "\(run)")
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("MCP_SERVER") && $0.contains("RESTARTS") }, "\(run.stdout)")
+        let time = try #require(lines.first { $0.hasPrefix("time ") }, "\(run.stdout)")
+        #expect(time.contains("ready") && time.contains("get_current_time"))
+    }
+
     @Test func aToolThatReportsAnErrorIsOkFalse() throws {
         let events = try harness.connect("clock").request(["id": "f", "input": "[call:fx__fail]"])
         #expect(events.last?["type"] == "done")
