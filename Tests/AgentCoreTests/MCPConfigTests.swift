@@ -89,6 +89,15 @@ import Tools
         #expect(found.contains { $0.contains("mcp_servers[2]") && $0.contains("named twice") })
     }
 
+    @Test func theShippedClockExampleLoadsWithItsMCPPartEnabled() throws {
+        let shipped = try String(contentsOfFile: Fixtures.shippedAgents + "/clock.yaml", encoding: .utf8)
+        #expect(shipped.contains("\n# mcp_servers: [time]\n"))
+        let enabled = try file(
+            "clock.yaml", shipped.replacingOccurrences(of: "\n# mcp_servers: [time]\n", with: "\nmcp_servers: [time]\n")
+        )
+        #expect(try AgentLoader.loadFile(enabled, mcpServers: ["time"]).get().mcpServers == ["time"])
+    }
+
     @Test func withoutAgentdYamlNamesAreNotCheckedAndBothModesAcceptTheKey() throws {
         let normal = try file("a.yaml", "model: mistral-small-latest\nmcp_servers: [docs]\n")
         #expect(try AgentLoader.loadFile(normal).get().mcpServers == ["docs"])
