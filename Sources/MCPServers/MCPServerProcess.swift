@@ -185,7 +185,9 @@ actor MCPServerProcess {
                 output: .fileDescriptor(fromChild.writeEnd, closeAfterSpawningProcess: true),
                 error: .sequence
             ) { execution in
-                await self.spawned(
+                // The handshake goes on while stderr is read: a server that writes much to
+                // stderr while it starts must never block on a full pipe.
+                async let handshake: Void = self.spawned(
                     pid: execution.processIdentifier.value, stdout: fromChild.readEnd, stdin: toChild.writeEnd)
                 var splitter = StderrLineSplitter()
                 let emit: (String) -> Void = { line in
@@ -195,6 +197,7 @@ actor MCPServerProcess {
                     buffer.withUnsafeBytes { splitter.feed($0, emit: emit) }
                 }
                 splitter.finish(emit: emit)
+                await handshake
             }
             await endClient()
             // The transport's read loop sees the client gone within its 10 ms poll; only
@@ -253,9 +256,20 @@ actor MCPServerProcess {
             logger.error("MCP server failed its handshake", metadata: ["reason": "\(reason)"])
             await endClient()
             closeStdin?()
-            _ = kill(-pid, SIGTERM)
+            Self.terminate(group: pid)
         }
         markFirstHandshakeDone()
+    }
+
+    /// Ends a server that failed its handshake: SIGTERM to its group, SIGKILL after the grace
+    /// if any of it still lives. The group id cannot be a stranger's: Linux keeps it allocated
+    /// while a member lives (see ExecToolRunner's leftovers).
+    private static func terminate(group pid: Int32) {
+        _ = kill(-pid, SIGTERM)
+        Task {
+            try? await Task.sleep(for: stopGrace)
+            if kill(-pid, 0) == 0 { _ = kill(-pid, SIGKILL) }
+        }
     }
 
     /// Every page of `tools/list`.
