@@ -8,6 +8,8 @@ import Tools
 /// (once its calls have finished), stopped when no agent names it any more.
 public final class MCPSupervisor: Sendable {
     private let servers = Mutex<[String: MCPServerProcess]>([:])
+    /// Replaced or unnamed servers finishing their calls; shutdown stops them too.
+    private let retiring = Mutex<[ObjectIdentifier: MCPServerProcess]>([:])
     private let clientVersion: String
     private let logger: Logger
 
@@ -29,20 +31,18 @@ public final class MCPSupervisor: Sendable {
     public func apply(_ configs: [String: MCPServerConfig], named: Set<String>) async -> [StartProblem] {
         let current = servers.withLock { $0 }
         var started: [MCPServerProcess] = []
-        for (name, process) in current {
-            let config = configs[name]
-            guard named.contains(name), let config, config == process.config else {
-                servers.withLock { _ = $0.removeValue(forKey: name) }
-                let changed = named.contains(name) && config != nil
-                logger.notice(
-                    changed ? "MCP server changed: replacing it" : "MCP server no longer named: stopping it",
-                    metadata: ["mcp_server": "\(name)"])
-                // New calls go to the replacement at once; the old process ends after its own.
-                Task {
-                    await process.waitUntilIdle()
-                    await process.stop()
-                }
-                continue
+        for (name, process) in current where !(named.contains(name) && configs[name] == process.config) {
+            servers.withLock { _ = $0.removeValue(forKey: name) }
+            retiring.withLock { $0[ObjectIdentifier(process)] = process }
+            logger.notice(
+                configs[name] != nil && named.contains(name)
+                    ? "MCP server changed: replacing it" : "MCP server no longer named: stopping it",
+                metadata: ["mcp_server": "\(name)"])
+            // New calls go to the replacement at once; the old process ends after its own.
+            Task {
+                await process.waitUntilIdle()
+                await process.stop()
+                retiring.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(process)) }
             }
         }
         for name in named.sorted() {
@@ -98,10 +98,11 @@ public final class MCPSupervisor: Sendable {
 
     /// Stops every server and waits until each process is reaped (shutdown).
     public func stopAll() async {
-        let processes = servers.withLock { all in
-            defer { all = [:] }
-            return Array(all.values)
-        }
+        let processes =
+            servers.withLock { all in
+                defer { all = [:] }
+                return Array(all.values)
+            } + retiring.withLock { Array($0.values) }
         await withTaskGroup(of: Void.self) { group in
             for process in processes { group.addTask { await process.stop() } }
         }
