@@ -15,6 +15,7 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
     case upstreamProtocol = "upstream_protocol"
     case agentError = "agent_error"
     case shuttingDown = "shutting_down"
+    case sessionBusy = "session_busy"
     case `internal`
 }
 

@@ -18,13 +18,15 @@ public enum Event {
     }
 
     public static func done(
-        id: RequestID, text: String, toolCalls: [ToolCall], finishReason: String, usage: JSONValue, model: String?
+        id: RequestID, text: String, toolCalls: [ToolCall], finishReason: String, usage: JSONValue, model: String?,
+        session: String? = nil
     ) -> JSONValue {
         var event: JSONObject = [
             "id": id.json, "type": "done", "text": .string(text), "tool_calls": .array(toolCalls.map(\.eventJSON)),
             "finish_reason": .string(finishReason), "usage": usage,
         ]
         if let model { event["model"] = .string(model) }
+        if let session { event["session"] = .string(session) }
         return .object(event)
     }
 
