@@ -41,13 +41,14 @@ let package = Package(
                 "JSON", "Basics", "Curl", "SSE", "AgentProtocol", .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM", "AgentProtocol"]),
+        .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM", "AgentProtocol", "Sessions"]),
 
         // One request from its decoded line to its terminal event; no sockets.
         .target(
             name: "AgentRunner",
             dependencies: [
-                "AgentCore", "AgentProtocol", "LLM", "JSON", "Basics", .product(name: "Logging", package: "swift-log"),
+                "AgentCore", "AgentProtocol", "LLM", "JSON", "Basics", "Sessions",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
@@ -55,7 +56,7 @@ let package = Package(
         .target(
             name: "AgentDaemon",
             dependencies: [
-                "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON", "Basics", "Systemd", "CMalloc",
+                "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON", "Basics", "Systemd", "CMalloc", "Sessions",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -108,7 +109,8 @@ let package = Package(
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
         .testTarget(name: "SSETests", dependencies: ["SSE", "TestSupport"]),
         // Fixtures are read in place through #filePath.
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Sessions"], exclude: ["Fixtures"]),
         // What more than one test target needs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
@@ -129,7 +131,7 @@ let package = Package(
         .testTarget(
             name: "AgentRunnerTests",
             dependencies: [
-                "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON",
+                "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON", "Sessions",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

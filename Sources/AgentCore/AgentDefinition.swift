@@ -1,5 +1,6 @@
 import AgentProtocol
 import LLM
+public import Sessions
 
 /// How an agent reaches Mistral (CONTRACT §2 `mode`).
 public enum AgentMode: String, Sendable, CaseIterable {
@@ -51,6 +52,31 @@ public struct Limits: Sendable, Equatable {
     public init() {}
 }
 
+/// An agent's `sessions:` (contract §2): the daemon's session limits it replaces; nil keeps the
+/// daemon's. `max_sessions` is not among them: it bounds the one database all agents share.
+public struct SessionOverrides: Sendable, Equatable {
+    public var ttl: Duration?
+    public var maxMessages: Int?
+    public var maxBytes: Int?
+
+    /// The keys of an agent file's `sessions:` mapping.
+    static let keys = ["ttl", "max_messages", "max_bytes"]
+
+    public init(ttl: Duration? = nil, maxMessages: Int? = nil, maxBytes: Int? = nil) {
+        self.ttl = ttl
+        self.maxMessages = maxMessages
+        self.maxBytes = maxBytes
+    }
+
+    public func applied(to limits: SessionLimits) -> SessionLimits {
+        var limits = limits
+        limits.ttl = ttl ?? limits.ttl
+        limits.maxMessages = maxMessages ?? limits.maxMessages
+        limits.maxBytes = maxBytes ?? limits.maxBytes
+        return limits
+    }
+}
+
 /// One agent, as loaded from `agents.d/<name>.yaml`.
 public struct AgentDefinition: Sendable, Equatable {
     /// The file stem.
@@ -69,12 +95,13 @@ public struct AgentDefinition: Sendable, Equatable {
     public var allow: AccessList?
     public var limits: Limits
     public var retry: RetryPolicy
+    public var sessions: SessionOverrides
 
     public init(
         name: String, file: String, description: String? = nil, mode: AgentMode, upstream: Upstream,
         system: [String] = [], tools: [ToolSpec] = [], options: GenerationOptions = .init(),
         socket: SocketSettings = SocketSettings(mode: 0o660), allow: AccessList? = nil, limits: Limits = .init(),
-        retry: RetryPolicy = .init()
+        retry: RetryPolicy = .init(), sessions: SessionOverrides = .init()
     ) {
         self.name = name
         self.file = file
@@ -88,6 +115,7 @@ public struct AgentDefinition: Sendable, Equatable {
         self.allow = allow
         self.limits = limits
         self.retry = retry
+        self.sessions = sessions
     }
 
     /// The model (normal mode) or the Mistral agent id (agent mode).

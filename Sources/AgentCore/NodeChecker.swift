@@ -103,17 +103,56 @@ struct NodeChecker {
         return int
     }
 
-    mutating func duration(_ node: YAMLNode, path: String) -> Duration? {
+    mutating func duration(_ node: YAMLNode, path: String, hours: Bool = false) -> Duration? {
         guard node.scalar != nil, case .string(let text) = node.resolved else {
-            error(node, "\(path): expected a duration such as 500ms, 30s or 2m, got \(node.kindName)")
+            let example = hours ? "30s, 2m or 24h" : "500ms, 30s or 2m"
+            error(node, "\(path): expected a duration such as \(example), got \(node.kindName)")
             return nil
         }
-        switch ConfigValues.duration(text) {
+        switch ConfigValues.duration(text, hours: hours) {
         case .success(let duration): return duration
         case .failure(let problem):
             error(node, "\(path): \(problem.message)")
             return nil
         }
+    }
+
+    /// A size in bytes: an integer, or a string with a binary unit ("64KiB", "1MiB").
+    mutating func byteSize(_ node: YAMLNode, path: String, in range: ClosedRange<Int>) -> Int? {
+        let size: Int
+        switch node.scalar.map({ _ in node.resolved }) {
+        case .int(let value)?:
+            size = Int(clamping: value)
+        case .string(let text)?:
+            switch ConfigValues.byteSize(text) {
+            case .success(let bytes): size = bytes
+            case .failure(let problem):
+                error(node, "\(path): \(problem.message)")
+                return nil
+            }
+        default:
+            error(node, "\(path): expected a size such as 65536, 64KiB or 1MiB, got \(node.kindName)")
+            return nil
+        }
+        guard range.contains(size) else {
+            error(node, "\(path): must be between \(range.lowerBound) and \(range.upperBound) bytes, got \(size)")
+            return nil
+        }
+        return size
+    }
+
+    /// The `ttl`, `max_messages` and `max_bytes` of a `sessions:` mapping, in an agent file or
+    /// in agentd.yaml.
+    mutating func sessionOverrides(_ fields: Fields) -> SessionOverrides {
+        var overrides = SessionOverrides()
+        if let node = fields["ttl"] { overrides.ttl = duration(node, path: "sessions.ttl", hours: true) }
+        if let node = fields["max_messages"] {
+            overrides.maxMessages = integer(node, path: "sessions.max_messages", in: 1...100_000)
+        }
+        if let node = fields["max_bytes"] {
+            overrides.maxBytes = byteSize(node, path: "sessions.max_bytes", in: 1024...(1 << 30))
+        }
+        return overrides
     }
 
     /// A permission mode written as an octal string ("0660").
