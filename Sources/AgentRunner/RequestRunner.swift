@@ -29,14 +29,16 @@ public struct RequestRunner: Sendable {
     let client: any LLMClient
     let logger: Logger
     let logContent: Bool
+    let sessions: SessionService?
 
-    public init(client: any LLMClient, logger: Logger, logContent: Bool) {
+    public init(client: any LLMClient, logger: Logger, logContent: Bool, sessions: SessionService? = nil) {
         self.client = client
         self.logger = logger
         self.logContent = logContent
+        self.sessions = sessions
     }
 
-    /// The connected client, for the request's log lines.
+    /// The connected client, for the request's log lines and as the owner of its sessions.
     public struct Peer: Sendable {
         public var pid: Int32
         public var uid: UInt32
@@ -56,6 +58,15 @@ public struct RequestRunner: Sendable {
         peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
     ) async -> RequestOutcome {
         let started = ContinuousClock.now
+        // The session's lock is given back before any terminal event, so the client's next
+        // request never finds it busy; and on every other way out, such as a disconnect.
+        let turn = SessionTurn(
+            request: request, definition: definition, uid: peer?.uid ?? SessionTurn.daemonUID, service: sessions)
+        defer { turn.release() }
+        let beforeTerminal: @Sendable () -> Void = {
+            turn.release()
+            beforeTerminal()
+        }
         // Built only for messages the log level lets through: most requests log none.
         func metadata(_ fields: Logger.Metadata) -> Logger.Metadata {
             var metadata = fields
@@ -76,7 +87,8 @@ public struct RequestRunner: Sendable {
         let outcome: RequestOutcome
         do {
             let completion = try await execute(
-                request, definition: definition, admission: admission, sink: sink, beforeTerminal: beforeTerminal)
+                request, definition: definition, turn: turn, admission: admission, sink: sink,
+                beforeTerminal: beforeTerminal)
             if logContent { logger.info("Reply", metadata: metadata(["content": "\(completion.text)"])) }
             outcome = .done(completion.usage)
         } catch is SinkClosed {
@@ -105,7 +117,7 @@ public struct RequestRunner: Sendable {
     }
 
     private func execute(
-        _ request: ChatRequest, definition: AgentDefinition, admission: some Admission,
+        _ request: ChatRequest, definition: AgentDefinition, turn: SessionTurn, admission: some Admission,
         sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
     ) async throws -> Completion {
         let options: GenerationOptions
@@ -118,8 +130,10 @@ public struct RequestRunner: Sendable {
         // call, bounded by the LLM layer with what is left. No timer runs for requests that
         // find a free slot, which is nearly all of them.
         let deadline = ContinuousClock.now + definition.limits.timeouts.total
+        // Before the queue wait: a second request of a busy session is told at once.
+        let history = try await turn.begin()
         try await admission.waitForSlot(agent: definition.name, deadline: deadline)
-        var llmRequest = definition.llmRequest(messages: request.messages, overrides: options)
+        var llmRequest = definition.llmRequest(messages: history + request.messages, overrides: options)
         llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
         // `start` says the upstream is answering. It goes out with the reply's first batch, in
         // the same write, or on its own when the head arrives and the body is slow to follow.
@@ -145,10 +159,12 @@ public struct RequestRunner: Sendable {
                 case .toolCall(let call):
                     if request.stream { lines.append(Event.toolCall(id: request.id, call: call)) }
                 case .done(let done):
+                    try await turn.commit(done)
                     lines.append(
                         Event.done(
                             id: request.id, text: done.text, toolCalls: done.toolCalls,
-                            finishReason: done.finishReason, usage: done.usage.json, model: done.model))
+                            finishReason: done.finishReason, usage: done.usage.json, model: done.model,
+                            session: turn.name))
                     completion = done
                     beforeTerminal()
                 }
