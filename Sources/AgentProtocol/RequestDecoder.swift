@@ -107,8 +107,9 @@ public struct RequestDecoder: Sendable {
         return ChatRequest(id: id, messages: messages, stream: stream, options: options, session: session)
     }
 
-    /// `session`: `^[A-Za-z0-9._:-]{1,128}$` (contract §4).
-    private static func sessionName(_ value: JSONValue, id: RequestID) throws(WireError) -> String {
+    /// `session`: `^[A-Za-z0-9._:-]{1,128}$` (contract §4); also the control socket's
+    /// `session` and `forget` commands.
+    public static func sessionName(_ value: JSONValue, id: RequestID) throws(WireError) -> String {
         guard let name = value.stringValue else {
             throw WireError(id: id, "session: must be a string, got \(value.typeName)")
         }

@@ -78,7 +78,7 @@ struct Agentd: AsyncParsableCommand {
     /// Runs the daemon until it is told to stop.
     private func serve(_ config: DaemonConfig) async throws {
         LogDestination.bootstrap(level: config.logLevel.swiftLogLevel, identifier: "agentd")
-        throw ExitCode(await Daemon(config: config).run())
+        throw ExitCode(await Daemon(config: config, configFile: configFile).run())
     }
 }
 

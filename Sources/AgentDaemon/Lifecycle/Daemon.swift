@@ -4,6 +4,7 @@ import AgentRunner
 import Glibc
 import LLM
 import Logging
+import Sessions
 import Synchronization
 import Systemd
 
@@ -34,6 +35,8 @@ public struct Daemon: Sendable {
         let registry: AgentRegistry
         let reloads: ReloadCoordinator
         let controlListener: Listener
+        let sessions: SessionStorage
+        let sweeper: Task<Void, Never>
     }
 
     /// Why the daemon could not start, and the exit status that says so.
@@ -42,11 +45,14 @@ public struct Daemon: Sendable {
     }
 
     let config: DaemonConfig
+    /// The `--config` file, nil for the default one; reloads re-read its `sessions`.
+    let configFile: String?
     let logger: Logger
     private let notifier = SystemdNotifier()
 
-    public init(config: DaemonConfig) {
+    public init(config: DaemonConfig, configFile: String? = nil) {
         self.config = config
+        self.configFile = configFile
         var logger = Logger(label: "agentd")
         logger.logLevel = config.logLevel.swiftLogLevel
         self.logger = logger
@@ -104,7 +110,10 @@ public struct Daemon: Sendable {
         let tracker = ConnectionTracker(limit: config.maxConnections) { tracker in
             heapTrimmer.schedule { tracker.inFlight == 0 }
         }
-        let runner = RequestRunner(client: client, logger: logger, logContent: config.logContent)
+        let sessions = SessionStorage(config: config, configFile: configFile, logger: logger)
+        let runner = RequestRunner(
+            client: client, logger: logger, logContent: config.logContent,
+            sessions: SessionService(store: sessions.store, locks: sessions.locks) { sessions.defaults })
         let requestCounter = Atomic<UInt64>(0)
         let pid = getpid()
         let makeID: @Sendable () -> RequestID = {
@@ -123,13 +132,15 @@ public struct Daemon: Sendable {
         let notifier = notifier
         let reloads = ReloadCoordinator {
             notifier.reloading()
-            let report = await registry.reload(from: config.agentsDir, logger: logger)
+            var report = await registry.reload(from: config.agentsDir, logger: logger)
+            report.errors += sessions.reread(logger: logger)
             lastReload.report = report
             notifier.ready(status: registry.readyStatus(after: report, verb: "Reloaded"))
             return report
         }
         let control = ControlCommands(
-            registry: registry, tracker: tracker, reloads: reloads, startedAt: .now, lastReload: lastReload)
+            registry: registry, tracker: tracker, reloads: reloads, sessions: sessions.store, startedAt: .now,
+            lastReload: lastReload)
 
         do {
             try Self.makeDirectory(config.socketDir)
@@ -164,7 +175,8 @@ public struct Daemon: Sendable {
         logger.notice(
             "Ready", metadata: ["agents": "\(registry.all.count)", "socket_dir": "\(config.socketDir)"])
         return Services(
-            client: client, tracker: tracker, registry: registry, reloads: reloads, controlListener: controlListener)
+            client: client, tracker: tracker, registry: registry, reloads: reloads, controlListener: controlListener,
+            sessions: sessions, sweeper: sessions.sweep(every: .seconds(60), logger: logger))
     }
 
     /// Reloads on SIGHUP and keeps the watchdog fed; returns at SIGTERM or SIGINT.
@@ -211,6 +223,9 @@ public struct Daemon: Sendable {
         await services.controlListener.connectionsEnded()
         for entry in services.registry.all { await entry.listener.connectionsEnded() }
         services.client.shutdown()
+        services.sweeper.cancel()
+        // Checkpoints the WAL into the database file.
+        await services.sessions.store.close()
         logger.notice("Stopped")
     }
 
