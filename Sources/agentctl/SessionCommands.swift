@@ -87,7 +87,7 @@ struct Session: ParsableCommand {
             if let content = message["content"]?.stringValue, !content.isEmpty {
                 let label = role == "tool" ? message["name"]?.stringValue.map { "tool \($0)" } ?? "tool" : role
                 let answers = message["tool_call_id"]?.stringValue.map { style.dim(" [\($0)]") } ?? ""
-                lines.append(style.bold(label + ":") + answers + " " + content)
+                lines.append(style.bold(label) + answers + style.bold(":") + " " + content)
             }
             for call in message["tool_calls"]?.arrayValue ?? [] {
                 let arguments = call["arguments"].map { $0.stringValue ?? $0.jsonText } ?? "{}"
