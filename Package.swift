@@ -110,7 +110,8 @@ let package = Package(
         .testTarget(name: "SSETests", dependencies: ["SSE", "TestSupport"]),
         // Fixtures are read in place through #filePath.
         .testTarget(
-            name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Sessions"], exclude: ["Fixtures"]),
+            name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Sessions"],
+            exclude: ["Fixtures"]),
         // What more than one test target needs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(

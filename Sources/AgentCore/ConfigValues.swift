@@ -18,7 +18,8 @@ enum ConfigValues {
         case "h" where hours && amount <= Int64.max / 3600: duration = .seconds(amount * 3600)
         case "": return .failure(OptionProblem("'\(text)' has no unit; expected \(example)"))
         default:
-            return .failure(OptionProblem("unknown unit '\(unit)' in '\(text)'; use ms, s\(hours ? ", m or h" : " or m")"))
+            return .failure(
+                OptionProblem("unknown unit '\(unit)' in '\(text)'; use ms, s\(hours ? ", m or h" : " or m")"))
         }
         guard duration > .zero else { return .failure(OptionProblem("must be longer than zero, got '\(text)'")) }
         return .success(duration)

@@ -117,7 +117,8 @@ struct DaemonSession {
     }
 
     /// Runs a control command, with `fields` beside `command`, and returns its `result` event.
-    func command(_ name: String, _ fields: JSONObject = [:]) throws(AgentctlError) -> (result: JSONValue, line: [UInt8]) {
+    func command(_ name: String, _ fields: JSONObject = [:]) throws(AgentctlError) -> (result: JSONValue, line: [UInt8])
+    {
         var raw: [UInt8] = []
         var request = fields
         request["id"] = 1

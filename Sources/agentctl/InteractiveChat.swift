@@ -41,14 +41,15 @@ struct InteractiveChat {
         var printer = ReplyPrinter(json: json)
         defer { printer.finish() }
         var cancelSent = false
+        let cancel = { () throws in
+            guard !cancelSent else { return }
+            cancelSent = true
+            try client.send(["cancel": id])
+        }
         do {
             try client.send(request)
             while true {
-                guard let line = try client.bufferedLine() ?? nextLine(client, onCtrlC: {
-                    guard !cancelSent else { return }
-                    cancelSent = true
-                    try client.send(["cancel": id])
-                }) else { continue }
+                guard let line = try client.bufferedLine() ?? nextLine(client, onCtrlC: cancel) else { continue }
                 guard let value = try? JSONParser.parse(bytes: line), let event = ReceivedEvent(value),
                     event.id?.json == id
                 else { continue }

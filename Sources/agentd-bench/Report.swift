@@ -9,7 +9,8 @@ struct Report {
     var markdown: String {
         var text = "## Machine\n\n\(results.machine.markdown)\n\n"
         text += results.quick ? "Quick run (`BENCH_QUICK=1`): fewer rounds and requests.\n\n" : ""
-        text += latency + "\n" + throughput + "\n" + concurrency + "\n" + sessions + "\n" + startAndReload + "\n" + targets
+        text +=
+            latency + "\n" + throughput + "\n" + concurrency + "\n" + sessions + "\n" + startAndReload + "\n" + targets
         return text
     }
 

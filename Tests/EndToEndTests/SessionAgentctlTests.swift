@@ -30,12 +30,14 @@ import Testing
 
         let table = try agentctl(["sessions", "chat"])
         let lines = table.stdout.split(separator: "\n")
-        #expect(lines.first?.split(separator: " ").filter { !$0.isEmpty } == [
-            "AGENT", "SESSION", "UID", "MESSAGES", "SIZE", "UPDATED", "EXPIRES",
-        ])
+        #expect(
+            lines.first?.split(separator: " ").filter { !$0.isEmpty } == [
+                "AGENT", "SESSION", "UID", "MESSAGES", "SIZE", "UPDATED", "EXPIRES",
+            ])
         let row = try #require(lines.first { $0.contains(" a1 ") }).split(separator: " ").filter { !$0.isEmpty }
         #expect(Array(row.prefix(4)) == ["chat", "a1", "0", "4"])
-        #expect(try JSONParser.parse(try agentctl(["sessions", "--json"]).stdout)["sessions"]?.arrayValue?.isEmpty == false)
+        #expect(
+            try JSONParser.parse(try agentctl(["sessions", "--json"]).stdout)["sessions"]?.arrayValue?.isEmpty == false)
 
         let shown = try agentctl(["session", "show", "chat", "a1"])
         #expect(shown.stdout == "user: hello\nassistant: Echo: hello\nuser: again\nassistant: Echo: again\n")
@@ -84,8 +86,10 @@ import Testing
             """
         let child = try ChildProcess(
             "/usr/bin/python3",
-            ["-c", driver, "\(productsDirectory)/agentctl", "--socket-dir", harness.socketDir, "chat", "--session",
-             "tty1", "chat"],
+            [
+                "-c", driver, "\(productsDirectory)/agentctl", "--socket-dir", harness.socketDir, "chat", "--session",
+                "tty1", "chat",
+            ],
             environment: ["NO_COLOR": "1"], logDirectory: harness.directory.path)
         #expect(child.waitForExit(within: 40) == 0, "\(child.stderr)")
         // Both turns in one session; the cancelled one was never stored.

@@ -25,7 +25,8 @@ import Testing
     }
 
     private func turn(_ client: LineClient, _ id: Int, session: String, input: String) throws -> JSONValue {
-        try #require(client.request(["id": .int(Int64(id)), "session": .string(session), "input": .string(input)]).last)
+        try #require(
+            client.request(["id": .int(Int64(id)), "session": .string(session), "input": .string(input)]).last)
     }
 
     @Test func theSecondTurnReachesUpstreamWithTheFirstOnesHistory() throws {
@@ -119,8 +120,10 @@ import Testing
             """
         let other = try ChildProcess(
             "/usr/bin/setpriv",
-            ["--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", script,
-             harness.socketPath("chat")],
+            [
+                "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", script,
+                harness.socketPath("chat"),
+            ],
             logDirectory: harness.directory.path)
         #expect(other.waitForExit(within: 15) == 0, "\(other.stderr)")
         #expect(try JSONParser.parse(other.stdout)["type"] == "done")
@@ -143,7 +146,10 @@ import Testing
             #expect(try turn(short, index, session: "m1", input: text)["type"] == "done")
         }
         // Whole turns were dropped from the oldest: the history still starts with a user turn.
-        #expect(try upstreamMessages() == ["system: You are a test agent.", "user: two", "assistant: Echo: two", "user: three"])
+        #expect(
+            try upstreamMessages() == [
+                "system: You are a test agent.", "user: two", "assistant: Echo: two", "user: three",
+            ])
     }
 
     @Test func controlCommandsListShowAndForgetSessions() throws {

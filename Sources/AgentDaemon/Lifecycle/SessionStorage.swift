@@ -52,7 +52,8 @@ final class SessionStorage: Sendable {
             return []
         case .failure(let list):
             for diagnostic in list.diagnostics {
-                logger.error("Invalid daemon config; its session limits stay as they were",
+                logger.error(
+                    "Invalid daemon config; its session limits stay as they were",
                     metadata: ["diagnostic": "\(diagnostic)", "file": "\(diagnostic.file)"])
             }
             return list.diagnostics

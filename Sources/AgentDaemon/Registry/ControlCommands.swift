@@ -112,7 +112,8 @@ extension ControlCommands {
     fileprivate func sessionCommand(id: RequestID, command: String, body: JSONObject, peerUID: UInt32)
         async throws(ErrorInfo) -> JSONValue
     {
-        let allowed: Set<String> = command == "sessions" ? ["id", "command", "agent"] : ["id", "command", "agent", "session", "uid"]
+        let allowed: Set<String> =
+            command == "sessions" ? ["id", "command", "agent"] : ["id", "command", "agent", "session", "uid"]
         if let extra = body.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw ErrorInfo(code: .badRequest, message: "\(extra): unknown field for \(command)")
         }
@@ -124,7 +125,8 @@ extension ControlCommands {
         }
         do {
             if command == "sessions" {
-                return Event.result(id: id, key: "sessions", value: .array(try await sessions.list(agent: agent).map(\.json)))
+                return Event.result(
+                    id: id, key: "sessions", value: .array(try await sessions.list(agent: agent).map(\.json)))
             }
             guard let agent else {
                 throw ErrorInfo(code: .badRequest, message: "agent: required for \(command), the name of an agent")
@@ -132,7 +134,8 @@ extension ControlCommands {
             guard let name = body["session"] else {
                 throw ErrorInfo(code: .badRequest, message: "session: required for \(command), the session's name")
             }
-            let key = SessionKey(agent: agent, uid: try uid(body["uid"]) ?? peerUID, name: try sessionName(name, id: id))
+            let key = SessionKey(
+                agent: agent, uid: try uid(body["uid"]) ?? peerUID, name: try sessionName(name, id: id))
             if command == "forget" {
                 return Event.result(id: id, key: "forgotten", value: .bool(try await sessions.forget(key)))
             }

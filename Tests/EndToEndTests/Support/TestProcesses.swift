@@ -172,7 +172,9 @@ final class Emulator: @unchecked Sendable {
             response.append(contentsOf: buffer[0..<count])
         }
         let text = String(decoding: response, as: UTF8.self)
-        guard let body = text.components(separatedBy: "\r\n\r\n").last else { throw TestFailure("no body from \(path)") }
+        guard let body = text.components(separatedBy: "\r\n\r\n").last else {
+            throw TestFailure("no body from \(path)")
+        }
         return try JSONParser.parse(body)
     }
 
