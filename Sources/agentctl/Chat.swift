@@ -57,18 +57,18 @@ struct Chat: ParsableCommand {
         if noStream { request["stream"] = false }
         let options = try requestOptions()
         if !options.isEmpty { request["options"] = .object(options) }
+        let interactive = text == nil && isatty(STDIN_FILENO) == 1
+        let input = interactive ? "" : text ?? readStandardInput()
+        guard interactive || !input.isEmpty else {
+            throw AgentctlError(
+                exitCode: AgentctlExit.usage, message: "no message: give TEXT or pipe it on standard input")
+        }
         let daemon =
             try socket.map { path throws(AgentctlError) in try DaemonSession(path: path) } ?? connection.connect()
-
-        if text == nil, isatty(STDIN_FILENO) == 1 {
+        if interactive {
             // A name of its own, so that two chats at once never share a history.
             let name = session ?? "chat-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
             return try InteractiveChat(connection: daemon, base: request, session: name, json: json).run()
-        }
-        let input = text ?? readStandardInput()
-        guard !input.isEmpty else {
-            throw AgentctlError(
-                exitCode: AgentctlExit.usage, message: "no message: give TEXT or pipe it on standard input")
         }
         request["id"] = 1
         request["input"] = .string(input)

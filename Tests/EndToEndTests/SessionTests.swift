@@ -177,6 +177,24 @@ import Testing
         #expect(bad["error"]?["message"]?.stringValue?.hasPrefix("colour:") == true)
     }
 
+    @Test func aReloadRereadsTheSessionLimitsAndKeepsThemWhenAgentdYamlIsInvalid() throws {
+        harness.directory.write("agentd.yaml", "sessions: {max_messages: 2}\n")
+        _ = try harness.reload()
+        let client = try harness.connect("chat")
+        for (index, text) in ["one", "two"].enumerated() { _ = try turn(client, index, session: "r1", input: text) }
+        let shown = try harness.control(["id": 1, "command": "session", "agent": "chat", "session": "r1"])
+        #expect(shown["messages"]?.arrayValue?.compactMap { $0["content"]?.stringValue } == ["two", "Echo: two"])
+
+        harness.directory.write("agentd.yaml", "sessions: {max_mesages: 50}\n")
+        _ = try harness.reload()
+        let status = try harness.control(["id": 2, "command": "status"])
+        let errors = status["status"]?["last_reload"]?["errors"]?.arrayValue ?? []
+        #expect(errors.contains { $0["message"]?.stringValue?.contains("max_mesages") == true })
+        _ = try turn(client, 3, session: "r1", input: "three")
+        let kept = try harness.control(["id": 3, "command": "session", "agent": "chat", "session": "r1"])
+        #expect(kept["messages"]?.arrayValue?.count == 2)
+    }
+
     @Test func theDatabaseIsPrivateToAgentd() throws {
         var directory = stat()
         #expect(stat(harness.stateDir, &directory) == 0)
