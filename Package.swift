@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
 let package = Package(
@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        // Without its default SubprocessFoundation trait: agentd is Foundation-free.
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", exact: "1.0.2", traits: []),
     ],
     targets: [
         // C libraries from Debian, bound as system libraries.
@@ -41,13 +43,22 @@ let package = Package(
                 "JSON", "Basics", "Curl", "SSE", "AgentProtocol", .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM", "AgentProtocol", "Sessions"]),
+        // Running server tools: exec tools as owned child processes; no sockets, no Mistral.
+        .target(
+            name: "Tools",
+            dependencies: [
+                "JSON",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM", "AgentProtocol", "Tools", "Sessions"]),
 
         // One request from its decoded line to its terminal event; no sockets.
         .target(
             name: "AgentRunner",
             dependencies: [
-                "AgentCore", "AgentProtocol", "LLM", "JSON", "Basics", "Sessions",
+                "AgentCore", "AgentProtocol", "LLM", "Tools", "JSON", "Basics", "Sessions",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -148,6 +159,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["JSON", "AgentProtocol", "Basics"]),
+        .testTarget(
+            name: "ToolsTests", dependencies: ["Tools", "JSON", .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v6]
 )

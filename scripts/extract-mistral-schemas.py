@@ -5,6 +5,9 @@ Writes the schemas reachable from the request bodies of the emulated endpoints, 
 transitive $refs and without annotations, to
   Tests/MistralEmulatorTests/Fixtures/mistral-request-schemas.json   (the test fixture)
   Sources/MistralEmulator/MistralRequestSchemas.swift                (the same JSON, embedded)
+and those of the conversation responses and events, which the tests check the emulator's
+replies against, to
+  Tests/MistralEmulatorTests/Fixtures/mistral-response-schemas.json
 
 Usage: scripts/extract-mistral-schemas.py [path/to/openapi.yaml]   (default ../shared/mistral/openapi.yaml)
 """
@@ -16,6 +19,10 @@ import sys
 import yaml
 
 ROOTS = ["ChatCompletionRequest", "AgentsCompletionRequest", "ConversationRequest", "ConversationStreamRequest"]
+
+# The chat response schemas are left out: the spec's ChatCompletionResponse requires a `data`
+# field no response has, and its UsageInfo forbids `prompt_tokens_details`, which Mistral sends.
+RESPONSE_ROOTS = ["ConversationResponse", "ConversationEvents"]
 
 # Keywords that only annotate; the validator never reads them.
 ANNOTATIONS = {"description", "title", "examples", "example", "default"}
@@ -65,6 +72,23 @@ def collect(schemas, name, seen):
     walk(schemas[name])
 
 
+def extract(schemas, source, roots, overlays):
+    seen = set()
+    for name in roots:
+        collect(schemas, name, seen)
+    selected = {}
+    for name in sorted(seen):
+        schema = strip(schemas[name])
+        schema.update(overlays.get(name, {}))
+        selected[name] = schema
+    return {"source": source, "roots": roots, "overlays": overlays, "schemas": selected}
+
+
+def write_fixture(path, document):
+    with open(path, "w") as out:
+        out.write(json.dumps(document, indent=1, sort_keys=False) + "\n")
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "..", "..", "shared", "mistral", "openapi.yaml")
@@ -73,24 +97,12 @@ def main():
     raw = open(spec_path, "rb").read()
     spec = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     schemas = spec["components"]["schemas"]
-    seen = set()
-    for name in ROOTS:
-        collect(schemas, name, seen)
-    selected = {}
-    for name in sorted(seen):
-        schema = strip(schemas[name])
-        schema.update(OVERLAYS.get(name, {}))
-        selected[name] = schema
-    document = {
-        "source": {"file": "openapi.yaml", "sha256": hashlib.sha256(raw).hexdigest()},
-        "roots": ROOTS,
-        "overlays": OVERLAYS,
-        "schemas": selected,
-    }
-    text = json.dumps(document, indent=1, sort_keys=False) + "\n"
-    fixture = os.path.join(root, "Tests", "MistralEmulatorTests", "Fixtures", "mistral-request-schemas.json")
-    with open(fixture, "w") as out:
-        out.write(text)
+    source = {"file": "openapi.yaml", "sha256": hashlib.sha256(raw).hexdigest()}
+    document = extract(schemas, source, ROOTS, OVERLAYS)
+    fixtures = os.path.join(root, "Tests", "MistralEmulatorTests", "Fixtures")
+    write_fixture(os.path.join(fixtures, "mistral-request-schemas.json"), document)
+    responses = extract(schemas, source, RESPONSE_ROOTS, {})
+    write_fixture(os.path.join(fixtures, "mistral-response-schemas.json"), responses)
     compact = json.dumps(document, separators=(",", ":"))
     assert '"""#' not in compact
     swift = (
@@ -101,7 +113,7 @@ def main():
     )
     with open(os.path.join(root, "Sources", "MistralEmulator", "MistralRequestSchemas.swift"), "w") as out:
         out.write(swift)
-    print(f"{len(selected)} schemas written", file=sys.stderr)
+    print(f"{len(document['schemas'])} request and {len(responses['schemas'])} response schemas written", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,14 @@ public struct Limits: Sendable, Equatable {
     public init() {}
 }
 
+/// What becomes of the model's thinking (CONTRACT §2 `reasoning`).
+public enum ReasoningVisibility: String, Sendable, CaseIterable {
+    /// `reasoning` events and `done.reasoning`.
+    case stream
+    /// Neither; the thinking still counts in the usage.
+    case hide
+}
+
 /// An agent's `sessions:` (contract §2): the daemon's session limits it replaces; nil keeps the
 /// daemon's. `max_sessions` is not among them: it bounds the one database all agents share.
 public struct SessionOverrides: Sendable, Equatable {
@@ -95,13 +103,16 @@ public struct AgentDefinition: Sendable, Equatable {
     public var allow: AccessList?
     public var limits: Limits
     public var retry: RetryPolicy
+    /// Whether the model's thinking reaches the client (`reasoning: stream|hide`).
+    public var reasoning: ReasoningVisibility
     public var sessions: SessionOverrides
 
     public init(
         name: String, file: String, description: String? = nil, mode: AgentMode, upstream: Upstream,
         system: [String] = [], tools: [ToolSpec] = [], options: GenerationOptions = .init(),
         socket: SocketSettings = SocketSettings(mode: 0o660), allow: AccessList? = nil, limits: Limits = .init(),
-        retry: RetryPolicy = .init(), sessions: SessionOverrides = .init()
+        retry: RetryPolicy = .init(), reasoning: ReasoningVisibility = .stream,
+        sessions: SessionOverrides = .init()
     ) {
         self.name = name
         self.file = file
@@ -115,6 +126,7 @@ public struct AgentDefinition: Sendable, Equatable {
         self.allow = allow
         self.limits = limits
         self.retry = retry
+        self.reasoning = reasoning
         self.sessions = sessions
     }
 

@@ -140,7 +140,7 @@ private struct AgentFileReader {
 
     private static let structureKeys = [
         "description", "mode", "model", "agent_id", "agent_api", "system", "tools", "socket", "allow", "limits",
-        "retry", "sessions",
+        "retry", "reasoning", "sessions",
     ]
     private static let topLevelKeys = structureKeys + OptionRules.keys
     /// Keys that only one mode accepts, with the reason given when the other mode uses them.
@@ -191,6 +191,11 @@ private struct AgentFileReader {
         if let node = fields["allow"] { agent.allow = readAllow(node) }
         if let node = fields["limits"] { agent.limits = readLimits(node) ?? agent.limits }
         if let node = fields["retry"] { agent.retry = readRetry(node) ?? agent.retry }
+        if let node = fields["reasoning"],
+            let choice = checker.choice(node, path: "reasoning", from: ReasoningVisibility.allCases.map(\.rawValue))
+        {
+            agent.reasoning = ReasoningVisibility(rawValue: choice) ?? .stream
+        }
         if let node = fields["sessions"] { agent.sessions = readSessions(node) }
         return upstream == nil ? nil : agent
     }

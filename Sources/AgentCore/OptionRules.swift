@@ -63,6 +63,8 @@ struct OptionRule: Sendable {
     var key: String
     /// Whether a client may set it per request (CONTRACT §4 `options`).
     var perRequest: Bool
+    /// Whether an agent file may set it (CONTRACT §2); some options only make sense per request.
+    var inAgentFile = true
     /// Why the option cannot be used with such an agent, or nil when it can.
     var unavailable: @Sendable (OptionContext) -> String?
     var apply: Apply
@@ -107,7 +109,7 @@ enum OptionRules {
             (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             options.safePrompt = try bool(value)
         },
-        OptionRule(key: "response_format", perRequest: false, unavailable: always) {
+        OptionRule(key: "response_format", perRequest: true, unavailable: always) {
             (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             options.responseFormat = try responseFormat(value)
         },
@@ -119,9 +121,30 @@ enum OptionRules {
             (value, _, options: inout GenerationOptions) throws(OptionProblem) in
             options.parallelToolCalls = try bool(value)
         },
+        OptionRule(key: "reasoning_effort", perRequest: true, unavailable: always) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+            let choice = try choice(value, from: ReasoningEffort.allCases.map(\.rawValue))
+            options.reasoningEffort = ReasoningEffort(rawValue: choice)
+        },
+        OptionRule(key: "prompt_mode", perRequest: true, unavailable: normalOnly) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+            options.promptMode = try choice(value, from: ["reasoning"])
+        },
+        OptionRule(key: "prediction", perRequest: true, inAgentFile: false, unavailable: always) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+            options.prediction = try prediction(value)
+        },
+        OptionRule(key: "prompt_cache_key", perRequest: true, inAgentFile: false, unavailable: withoutCacheKey) {
+            (value, _, options: inout GenerationOptions) throws(OptionProblem) in
+            guard let key = value.stringValue, !key.isEmpty else {
+                throw OptionProblem("expected a non-empty string, got \(describe(value))")
+            }
+            options.promptCacheKey = key
+        },
     ]
 
-    static let keys = all.map(\.key)
+    /// The options an agent file may set.
+    static let keys = all.filter(\.inAgentFile).map(\.key)
 
     static func rule(_ key: String) -> OptionRule? { all.first { $0.key == key } }
 
@@ -136,6 +159,12 @@ enum OptionRules {
     private static let withoutSampling: @Sendable (OptionContext) -> String? = { context in
         context.agentAPI == .completions
             ? "is not available with agent_api: completions (Mistral's agents completion request has no temperature or top_p); use agent_api: conversations"
+            : nil
+    }
+
+    private static let withoutCacheKey: @Sendable (OptionContext) -> String? = { context in
+        context.agentAPI == .conversations
+            ? "is not available with agent_api: conversations (Mistral's completion_args have no prompt_cache_key); use agent_api: completions"
             : nil
     }
 
@@ -172,6 +201,24 @@ enum OptionRules {
     private static func bool(_ value: JSONValue) throws(OptionProblem) -> Bool {
         guard let bool = value.boolValue else { throw OptionProblem("expected true or false, got \(describe(value))") }
         return bool
+    }
+
+    private static func choice(_ value: JSONValue, from choices: [String]) throws(OptionProblem) -> String {
+        guard let text = value.stringValue, choices.contains(text) else {
+            throw OptionProblem("expected one of \(choices.joined(separator: ", ")), got \(describe(value))")
+        }
+        return text
+    }
+
+    /// The predicted reply's text: a string, or Mistral's `{type: content, content}`.
+    private static func prediction(_ value: JSONValue) throws(OptionProblem) -> String {
+        if let text = value.stringValue { return text }
+        guard case .object(let object) = value, object["type"] == "content",
+            let content = object["content"]?.stringValue, object.count == 2
+        else {
+            throw OptionProblem("expected a string or {type: content, content: STRING}, got \(describe(value))")
+        }
+        return content
     }
 
     private static func stop(_ value: JSONValue) throws(OptionProblem) -> [String] {

@@ -27,12 +27,17 @@ public struct ErrorInfo: Error, Sendable, Equatable, CustomStringConvertible {
     public var retryable: Bool
     /// The upstream HTTP status, when there was one.
     public var status: Int?
+    /// How long Mistral asked to wait (its `Retry-After`), on `upstream_rate_limited`.
+    public var retryAfterSeconds: Int?
 
-    public init(code: ErrorCode, message: String, retryable: Bool = false, status: Int? = nil) {
+    public init(
+        code: ErrorCode, message: String, retryable: Bool = false, status: Int? = nil, retryAfterSeconds: Int? = nil
+    ) {
         self.code = code
         self.message = message
         self.retryable = retryable
         self.status = status
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     public var description: String { "\(code.rawValue): \(message)" }

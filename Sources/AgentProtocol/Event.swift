@@ -17,16 +17,62 @@ public enum Event {
         .object(["id": id.json, "type": "tool_call", "tool_call": call.eventJSON])
     }
 
+    public static func reasoning(id: RequestID, text: String) -> JSONValue {
+        .object(["id": id.json, "type": "reasoning", "text": .string(text)])
+    }
+
+    public static func citation(id: RequestID, _ citation: Citation) -> JSONValue {
+        .object(["id": id.json, "type": "citation", "citation": citation.json])
+    }
+
+    public static func file(id: RequestID, _ file: GeneratedFile) -> JSONValue {
+        .object(["id": id.json, "type": "file", "file": file.json])
+    }
+
+    public static func toolExecution(id: RequestID, _ execution: ToolExecution) -> JSONValue {
+        .object(["id": id.json, "type": "tool_execution", "tool_execution": execution.json])
+    }
+
+    public static func handoff(id: RequestID, _ handoff: Handoff) -> JSONValue {
+        .object(["id": id.json, "type": "handoff", "handoff": handoff.json])
+    }
+
+    /// The members of `done` beyond the reply itself, each left out when empty.
+    public struct DoneExtras: Sendable {
+        public var reasoning = ""
+        public var citations: [Citation] = []
+        public var files: [GeneratedFile] = []
+        /// The reply parsed, when JSON was asked for and the reply parses.
+        public var json: JSONValue?
+        /// The request's `session`, echoed.
+        public var session: String?
+
+        public init(
+            reasoning: String = "", citations: [Citation] = [], files: [GeneratedFile] = [], json: JSONValue? = nil,
+            session: String? = nil
+        ) {
+            self.reasoning = reasoning
+            self.citations = citations
+            self.files = files
+            self.json = json
+            self.session = session
+        }
+    }
+
     public static func done(
         id: RequestID, text: String, toolCalls: [ToolCall], finishReason: String, usage: JSONValue, model: String?,
-        session: String? = nil
+        extras: DoneExtras = DoneExtras()
     ) -> JSONValue {
         var event: JSONObject = [
             "id": id.json, "type": "done", "text": .string(text), "tool_calls": .array(toolCalls.map(\.eventJSON)),
             "finish_reason": .string(finishReason), "usage": usage,
         ]
         if let model { event["model"] = .string(model) }
-        if let session { event["session"] = .string(session) }
+        if !extras.reasoning.isEmpty { event["reasoning"] = .string(extras.reasoning) }
+        if !extras.citations.isEmpty { event["citations"] = .array(extras.citations.map(\.json)) }
+        if !extras.files.isEmpty { event["files"] = .array(extras.files.map(\.json)) }
+        if let json = extras.json { event["json"] = json }
+        if let session = extras.session { event["session"] = .string(session) }
         return .object(event)
     }
 
@@ -37,6 +83,7 @@ public enum Event {
             "retryable": .bool(error.retryable),
         ]
         if let status = error.status { body["status"] = .int(Int64(status)) }
+        if let seconds = error.retryAfterSeconds { body["retry_after_s"] = .int(Int64(seconds)) }
         var event = JSONObject()
         if let id { event["id"] = id.json }
         event["type"] = "error"
@@ -69,7 +116,8 @@ extension ErrorInfo {
         }
         self.init(
             code: code, message: body["message"]?.stringValue ?? "", retryable: body["retryable"]?.boolValue ?? false,
-            status: body["status"]?.intValue.map(Int.init)
+            status: body["status"]?.intValue.map(Int.init),
+            retryAfterSeconds: body["retry_after_s"]?.intValue.map(Int.init)
         )
     }
 }

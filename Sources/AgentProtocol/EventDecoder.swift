@@ -12,6 +12,11 @@ public struct ReceivedEvent: Sendable {
         /// `model` holds the agent id for an agent-mode agent.
         case start(agent: String, mode: String, model: String)
         case delta(text: String)
+        case reasoning(text: String)
+        case citation(Citation)
+        case file(GeneratedFile)
+        case toolExecution(ToolExecution)
+        case handoff(Handoff)
         case toolCall(ToolCall)
         case done(Done)
         case error(ErrorInfo)
@@ -49,6 +54,35 @@ public struct ReceivedEvent: Sendable {
                 model: (members["model"] ?? members["agent_id"])?.stringValue ?? "")
         case "delta":
             kind = .delta(text: members["text"]?.stringValue ?? "")
+        case "reasoning":
+            kind = .reasoning(text: members["text"]?.stringValue ?? "")
+        case "citation":
+            let citation = members["citation"] ?? .null
+            kind = .citation(
+                Citation(
+                    tool: citation["tool"]?.stringValue ?? "", title: citation["title"]?.stringValue ?? "",
+                    url: citation["url"]?.stringValue, favicon: citation["favicon"]?.stringValue,
+                    description: citation["description"]?.stringValue))
+        case "file":
+            let file = members["file"] ?? .null
+            kind = .file(
+                GeneratedFile(
+                    fileID: file["file_id"]?.stringValue ?? "", fileName: file["file_name"]?.stringValue,
+                    fileType: file["file_type"]?.stringValue, tool: file["tool"]?.stringValue ?? ""))
+        case "tool_execution":
+            let execution = members["tool_execution"] ?? .null
+            kind = .toolExecution(
+                ToolExecution(
+                    id: execution["id"]?.stringValue ?? "", name: execution["name"]?.stringValue ?? "",
+                    state: execution["state"]?.stringValue.flatMap(ToolExecution.State.init(rawValue:)) ?? .delta,
+                    arguments: execution["arguments"]?.stringValue, info: execution["info"]))
+        case "handoff":
+            let handoff = members["handoff"] ?? .null
+            kind = .handoff(
+                Handoff(
+                    state: handoff["state"]?.stringValue.flatMap(Handoff.State.init(rawValue:)) ?? .started,
+                    id: handoff["id"]?.stringValue, agentID: handoff["agent_id"]?.stringValue,
+                    agentName: handoff["agent_name"]?.stringValue))
         case "tool_call":
             kind = .toolCall(Self.toolCall(members["tool_call"] ?? .null))
         case "done":
@@ -73,7 +107,7 @@ public struct ReceivedEvent: Sendable {
     public var isTerminal: Bool {
         switch kind {
         case .done, .error, .result: true
-        case .start, .delta, .toolCall, .other: false
+        case .start, .delta, .reasoning, .citation, .file, .toolExecution, .handoff, .toolCall, .other: false
         }
     }
 

@@ -69,19 +69,20 @@ public struct RequestDecoder: Sendable {
                 id: id, "\(unknown): unknown field (expected one of \(allowedKeys.sorted().joined(separator: ", ")))")
         }
         var messages: [ChatMessage] = []
+        var limits = ContentLimits()
         if let history = object["messages"] {
             guard case .array(let elements) = history else {
                 throw WireError(id: id, "messages: must be an array, got \(history.typeName)")
             }
             for (index, element) in elements.enumerated() {
-                messages.append(try decodeMessage(element, path: "messages[\(index)]", id: id))
+                messages.append(try decodeMessage(element, path: "messages[\(index)]", id: id, limits: &limits))
             }
         }
         if let input = object["input"] {
             guard let text = input.stringValue else {
                 throw WireError(id: id, "input: must be a string, got \(input.typeName)")
             }
-            messages.append(ChatMessage(role: .user, content: text))
+            messages.append(ChatMessage(role: .user, content: .text(text)))
         }
         guard object["messages"] != nil || object["input"] != nil else {
             throw WireError(id: id, "messages or input: a request needs at least one of them")
@@ -128,7 +129,9 @@ public struct RequestDecoder: Sendable {
         return name
     }
 
-    private func decodeMessage(_ value: JSONValue, path: String, id: RequestID) throws(WireError) -> ChatMessage {
+    private func decodeMessage(
+        _ value: JSONValue, path: String, id: RequestID, limits: inout ContentLimits
+    ) throws(WireError) -> ChatMessage {
         guard case .object(let object) = value else {
             throw WireError(id: id, "\(path): must be an object, got \(value.typeName)")
         }
@@ -144,10 +147,15 @@ public struct RequestDecoder: Sendable {
         var message = ChatMessage(role: role)
         switch object["content"] {
         case nil, .null?: break
-        case .string(let text)?: message.content = text
+        case .string(let text)?: message.content = .text(text)
         case .array(let parts)?:
-            message.content = try decodeChunks(parts, path: "\(path).content", id: id).map(\.text).joined()
-        case let other?: throw WireError(id: id, "\(path).content: must be a string, got \(other.typeName)")
+            let chunks = try decodeChunks(parts, path: "\(path).content", id: id, limits: &limits)
+            if role == .system, let index = chunks.firstIndex(where: { $0.text == nil }) {
+                throw WireError(id: id, "\(path).content[\(index)]: a system message takes text chunks only")
+            }
+            message.content = .chunks(chunks)
+        case let other?:
+            throw WireError(id: id, "\(path).content: must be a string or a list of chunks, got \(other.typeName)")
         }
         if let calls = object["tool_calls"], calls != .null {
             guard role == .assistant else {
@@ -178,14 +186,27 @@ public struct RequestDecoder: Sendable {
         return message
     }
 
-    /// A content list: Mistral's (and OpenAI's) `{"type":"text","text":…}` chunks.
-    private func decodeChunks(_ parts: [JSONValue], path: String, id: RequestID) throws(WireError) -> [ContentChunk] {
+    /// A content list in Mistral's chunk shapes, checked before anything is sent: known types
+    /// and fields only, URLs Mistral can fetch, well-formed base64 within the size bound, and at
+    /// most `ContentLimits.maxImages` images in the whole request.
+    private func decodeChunks(
+        _ parts: [JSONValue], path: String, id: RequestID, limits: inout ContentLimits
+    ) throws(WireError) -> [ContentChunk] {
         var chunks: [ContentChunk] = []
         for (index, part) in parts.enumerated() {
-            guard part["type"]?.stringValue == "text", let text = part["text"]?.stringValue else {
-                throw WireError(id: id, "\(path)[\(index)]: only {\"type\":\"text\",\"text\":…} parts are supported")
+            let chunkPath = "\(path)[\(index)]"
+            do throws(ChunkProblem) {
+                let chunk = try ContentChunk(decoding: part)
+                if case .imageURL = chunk {
+                    limits.images += 1
+                    guard limits.images <= ContentLimits.maxImages else {
+                        throw ChunkProblem("more than \(ContentLimits.maxImages) images in one request")
+                    }
+                }
+                chunks.append(chunk)
+            } catch {
+                throw WireError(id: id, "\(chunkPath)\(error.field.map { ".\($0)" } ?? ""): \(error.message)")
             }
-            chunks.append(.text(text))
         }
         return chunks
     }
@@ -206,5 +227,152 @@ public struct RequestDecoder: Sendable {
             throw WireError(id: id, "\(path).arguments: must be an object or a JSON string, got \(arguments.typeName)")
         }
         return ToolCall(id: callID, name: name, arguments: arguments)
+    }
+}
+
+/// What a request's content chunks add up to, against the bounds checked locally.
+struct ContentLimits {
+    /// Mistral's own bound on images per request.
+    static let maxImages = 8
+    /// The largest `data:` URL or base64 audio accepted, decoded: 10 MiB, Mistral's bound.
+    static let maxInlineBytes = 10 << 20
+
+    var images = 0
+}
+
+/// Why one content chunk was refused; `field` is the member at fault, if one is.
+struct ChunkProblem: Error {
+    var field: String?
+    var message: String
+
+    init(_ message: String, field: String? = nil) {
+        self.field = field
+        self.message = message
+    }
+}
+
+extension ContentChunk {
+    private static let fields: [String: Set<String>] = [
+        "text": ["type", "text"], "image_url": ["type", "image_url"],
+        "document_url": ["type", "document_url", "document_name"], "input_audio": ["type", "input_audio"],
+        "file": ["type", "file_id"],
+    ]
+
+    /// Reads one chunk of a request's content, as strictly as Mistral does.
+    init(decoding value: JSONValue) throws(ChunkProblem) {
+        guard case .object(let object) = value else { throw ChunkProblem("must be an object, got \(value.typeName)") }
+        guard let type = object["type"]?.stringValue else {
+            throw ChunkProblem("required, one of \(Self.typeList)", field: "type")
+        }
+        guard let known = Self.fields[type] else {
+            throw ChunkProblem("\"\(type)\" is not a chunk type agentd sends (\(Self.typeList))", field: "type")
+        }
+        if let extra = object.keys.first(where: { !known.contains($0) }) {
+            throw ChunkProblem("unknown field for a \(type) chunk", field: extra)
+        }
+        func string(_ key: String) throws(ChunkProblem) -> String {
+            guard let text = object[key]?.stringValue else {
+                throw ChunkProblem("required, a string", field: key)
+            }
+            return text
+        }
+        switch type {
+        case "text":
+            self = .text(try string("text"))
+        case "image_url":
+            let url: String
+            var detail: String?
+            switch object["image_url"] {
+            case .string(let text)?:
+                url = text
+            case .object(let image)?:
+                if let extra = image.keys.first(where: { $0 != "url" && $0 != "detail" }) {
+                    throw ChunkProblem("unknown field (url, detail)", field: "image_url.\(extra)")
+                }
+                guard let text = image["url"]?.stringValue else {
+                    throw ChunkProblem("required, a string", field: "image_url.url")
+                }
+                url = text
+                if let value = image["detail"], value != .null {
+                    guard let text = value.stringValue, ["low", "high", "auto"].contains(text) else {
+                        throw ChunkProblem("must be low, high or auto", field: "image_url.detail")
+                    }
+                    detail = text
+                }
+            default:
+                throw ChunkProblem("required, a URL or {url, detail}", field: "image_url")
+            }
+            try Self.checkURL(url, field: "image_url", dataPrefix: "data:image/")
+            self = .imageURL(url: url, detail: detail)
+        case "document_url":
+            let url = try string("document_url")
+            try Self.checkURL(url, field: "document_url", dataPrefix: "data:")
+            var name: String?
+            if let value = object["document_name"], value != .null {
+                guard let text = value.stringValue else {
+                    throw ChunkProblem("must be a string", field: "document_name")
+                }
+                name = text
+            }
+            self = .documentURL(url: url, name: name)
+        case "input_audio":
+            let audio = try string("input_audio")
+            try Self.checkBase64(audio[...], field: "input_audio")
+            self = .inputAudio(audio)
+        default:
+            let fileID = try string("file_id")
+            guard Self.isUUID(fileID) else {
+                throw ChunkProblem("must be the UUID Mistral gave the uploaded file", field: "file_id")
+            }
+            self = .file(id: fileID)
+        }
+    }
+
+    private static let typeList = "text, image_url, document_url, input_audio, file"
+
+    /// `8-4-4-4-12` hexadecimal digits, as Mistral's file ids are.
+    private static func isUUID(_ text: String) -> Bool {
+        let groups = text.split(separator: "-", omittingEmptySubsequences: false)
+        return groups.map(\.count) == [8, 4, 4, 4, 12] && groups.allSatisfy { $0.allSatisfy(\.isHexDigit) }
+    }
+
+    /// An https URL, or a base64 `data:` URL whose media type starts with `dataPrefix`.
+    private static func checkURL(_ url: String, field: String, dataPrefix: String) throws(ChunkProblem) {
+        if url.hasPrefix("https://") { return }
+        guard url.hasPrefix("data:") else {
+            throw ChunkProblem("must be an https URL or a base64 data: URL", field: field)
+        }
+        guard url.hasPrefix(dataPrefix), let comma = url.firstIndex(of: ","),
+            url[..<comma].hasSuffix(";base64")
+        else {
+            throw ChunkProblem("a data: URL must be \(dataPrefix)...;base64,...", field: field)
+        }
+        try checkBase64(url[url.index(after: comma)...], field: field)
+    }
+
+    /// Well-formed, padded base64 whose decoded size is within `ContentLimits.maxInlineBytes`.
+    private static func checkBase64(_ text: Substring, field: String) throws(ChunkProblem) {
+        let bytes = text.utf8
+        guard !bytes.isEmpty, bytes.count % 4 == 0 else {
+            throw ChunkProblem("is not well-formed base64 (its length is not a multiple of 4)", field: field)
+        }
+        let padding = bytes.reversed().prefix { $0 == UInt8(ascii: "=") }.count
+        let decoded = bytes.count / 4 * 3 - padding
+        guard decoded <= ContentLimits.maxInlineBytes else {
+            throw ChunkProblem(
+                "holds \(decoded) bytes; at most \(ContentLimits.maxInlineBytes) (10 MiB) may be sent inline",
+                field: field)
+        }
+        let isAlphabet = { (byte: UInt8) in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                true
+            default: false
+            }
+        }
+        guard padding <= 2, bytes.dropLast(padding).allSatisfy(isAlphabet) else {
+            throw ChunkProblem("is not well-formed base64", field: field)
+        }
     }
 }

@@ -14,7 +14,7 @@ public protocol Admission: Sendable {
 
 /// How a request ended, for the agent's counters.
 public enum RequestOutcome: Sendable, Equatable {
-    case done(Usage)
+    case done(Completion)
     case failed(ErrorInfo)
 }
 
@@ -78,7 +78,7 @@ public struct RequestRunner: Sendable {
             }
             return metadata
         }
-        if logContent, let last = request.messages.last?.content {
+        if logContent, let last = request.messages.last?.content?.text {
             logger.info("Request received", metadata: metadata(["content": "\(last)"]))
         } else {
             logger.debug("Request received", metadata: metadata(["messages": "\(request.messages.count)"]))
@@ -90,7 +90,7 @@ public struct RequestRunner: Sendable {
                 request, definition: definition, turn: turn, admission: admission, sink: sink,
                 beforeTerminal: beforeTerminal)
             if logContent { logger.info("Reply", metadata: metadata(["content": "\(completion.text)"])) }
-            outcome = .done(completion.usage)
+            outcome = .done(completion)
         } catch is SinkClosed {
             outcome = .failed(handle.cancellationReason ?? .clientDisconnected)
         } catch {
@@ -145,6 +145,7 @@ public struct RequestRunner: Sendable {
                     modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID)
             ] : []
         var completion: Completion?
+        let events = EventMapping(request: request, reasoning: definition.reasoning)
         try await client.run(llmRequest) {
             guard !start.isEmpty else { return }
             try await send(start, to: sink)
@@ -153,20 +154,13 @@ public struct RequestRunner: Sendable {
             var lines = start
             start = []
             for event in batch {
-                switch event {
-                case .text(let text):
-                    if request.stream { lines.append(Event.delta(id: request.id, text: text)) }
-                case .toolCall(let call):
-                    if request.stream { lines.append(Event.toolCall(id: request.id, call: call)) }
-                case .done(let done):
+                if case .done(let done) = event {
                     try await turn.commit(done)
-                    lines.append(
-                        Event.done(
-                            id: request.id, text: done.text, toolCalls: done.toolCalls,
-                            finishReason: done.finishReason, usage: done.usage.json, model: done.model,
-                            session: turn.name))
+                    lines.append(events.done(done, responseFormat: llmRequest.options.responseFormat))
                     completion = done
                     beforeTerminal()
+                } else if let line = events.streamed(event) {
+                    lines.append(line)
                 }
             }
             if !lines.isEmpty { try await send(lines, to: sink) }

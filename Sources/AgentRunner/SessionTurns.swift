@@ -88,7 +88,7 @@ final class SessionTurn: Sendable {
         guard let key, let service else { return }
         defer { release() }
         let answer = ChatMessage(
-            role: .assistant, content: reply.text.isEmpty && !reply.toolCalls.isEmpty ? nil : reply.text,
+            role: .assistant, content: reply.text.isEmpty && !reply.toolCalls.isEmpty ? nil : .text(reply.text),
             toolCalls: reply.toolCalls)
         let turn = (sent + [answer]).map(SessionCodec.encode)
         do {
@@ -108,39 +108,29 @@ final class SessionTurn: Sendable {
     }
 }
 
-/// Stored messages are one JSON object each, in the request's message shape: `role`,
-/// `content`, `tool_calls` as `[{id, name, arguments}]`, `tool_call_id`, `name`. Reasoning and
-/// system prompts are never among them. The control socket's `session` command shows them
-/// as they are.
+/// Stored messages are one JSON object each, in the request's message shape (`role`,
+/// `content`, `tool_calls`, `tool_call_id`, `name`), and read back through the request
+/// decoder, so a stored history obeys the rules of a sent one. Reasoning and system prompts are
+/// never among them. The control socket's `session` command shows them as they are.
 enum SessionCodec {
     static func encode(_ message: ChatMessage) -> SessionMessage {
-        var object: JSONObject = ["role": .string(message.role.rawValue)]
-        if let content = message.content { object["content"] = .string(content) }
-        if !message.toolCalls.isEmpty {
-            object["tool_calls"] = .array(
-                message.toolCalls.map { ["id": .string($0.id), "name": .string($0.name), "arguments": $0.arguments] })
-        }
-        if let callID = message.toolCallID { object["tool_call_id"] = .string(callID) }
-        if let name = message.name { object["name"] = .string(name) }
         var bytes: [UInt8] = []
-        JSONValue.object(object).write(to: &bytes)
+        message.json.write(to: &bytes)
         return SessionMessage(bytes)
     }
 
-    /// A stored message that does not decode means a damaged database: an `internal` error
-    /// rather than a history Mistral would refuse.
+    /// One message at a time: the decoder's per-request limits (such as 8 images) then bound
+    /// each stored message, which one request sent, never the history as a whole.
     static func decode(_ stored: SessionMessage) throws(ErrorInfo) -> ChatMessage {
-        let damaged = ErrorInfo(code: .internal, message: "session store: a stored message is damaged")
         guard let value = try? JSONParser.parse(bytes: stored.content),
-            let role = value["role"]?.stringValue.flatMap(Role.init(rawValue:))
-        else { throw damaged }
-        var message = ChatMessage(role: role, content: value["content"]?.stringValue)
-        for call in value["tool_calls"]?.arrayValue ?? [] {
-            guard let id = call["id"]?.stringValue, let name = call["name"]?.stringValue else { throw damaged }
-            message.toolCalls.append(ToolCall(id: id, name: name, arguments: call["arguments"] ?? .object([:])))
+            let message = try? decoder.decodeChat(["messages": [value]], id: .int(0), allowedKeys: ["messages"])
+                .messages.first
+        else {
+            // A damaged database: an `internal` error rather than a history Mistral would refuse.
+            throw ErrorInfo(code: .internal, message: "session store: a stored message is damaged")
         }
-        message.toolCallID = value["tool_call_id"]?.stringValue
-        message.name = value["name"]?.stringValue
         return message
     }
+
+    private static let decoder = RequestDecoder(makeID: { .int(0) }, acceptsCommands: false)
 }

@@ -29,6 +29,11 @@ public enum ResponseFormat: Sendable, Hashable {
     case jsonSchema(name: String, schema: JSONValue, strict: Bool, description: String?)
 }
 
+/// How much a reasoning model thinks before it answers (Mistral's `reasoning_effort`).
+public enum ReasoningEffort: String, Sendable, Hashable, CaseIterable {
+    case none, minimal, low, medium, high, xhigh
+}
+
 /// Sampling and output settings. `nil` leaves the field out of the request body.
 public struct GenerationOptions: Sendable, Hashable {
     public var temperature: Double?
@@ -42,12 +47,19 @@ public struct GenerationOptions: Sendable, Hashable {
     public var responseFormat: ResponseFormat?
     public var toolChoice: ToolChoice?
     public var parallelToolCalls: Bool?
+    public var reasoningEffort: ReasoningEffort?
+    /// `reasoning`, the one value Mistral knows (for its magistral models).
+    public var promptMode: String?
+    /// Text the reply is expected to resemble (Mistral's `prediction` of type `content`).
+    public var prediction: String?
+    public var promptCacheKey: String?
 
     public init(
         temperature: Double? = nil, topP: Double? = nil, maxTokens: Int? = nil, randomSeed: Int? = nil,
         stop: [String]? = nil, presencePenalty: Double? = nil, frequencyPenalty: Double? = nil,
         safePrompt: Bool? = nil, responseFormat: ResponseFormat? = nil, toolChoice: ToolChoice? = nil,
-        parallelToolCalls: Bool? = nil
+        parallelToolCalls: Bool? = nil, reasoningEffort: ReasoningEffort? = nil, promptMode: String? = nil,
+        prediction: String? = nil, promptCacheKey: String? = nil
     ) {
         self.temperature = temperature
         self.topP = topP
@@ -60,6 +72,10 @@ public struct GenerationOptions: Sendable, Hashable {
         self.responseFormat = responseFormat
         self.toolChoice = toolChoice
         self.parallelToolCalls = parallelToolCalls
+        self.reasoningEffort = reasoningEffort
+        self.promptMode = promptMode
+        self.prediction = prediction
+        self.promptCacheKey = promptCacheKey
     }
 
     /// `overrides` wins field by field: per-request options over the agent's defaults.
@@ -75,7 +91,11 @@ public struct GenerationOptions: Sendable, Hashable {
             safePrompt: overrides.safePrompt ?? safePrompt,
             responseFormat: overrides.responseFormat ?? responseFormat,
             toolChoice: overrides.toolChoice ?? toolChoice,
-            parallelToolCalls: overrides.parallelToolCalls ?? parallelToolCalls
+            parallelToolCalls: overrides.parallelToolCalls ?? parallelToolCalls,
+            reasoningEffort: overrides.reasoningEffort ?? reasoningEffort,
+            promptMode: overrides.promptMode ?? promptMode,
+            prediction: overrides.prediction ?? prediction,
+            promptCacheKey: overrides.promptCacheKey ?? promptCacheKey
         )
     }
 }
@@ -156,11 +176,20 @@ public struct Usage: Sendable, Hashable {
     public var promptTokens: Int
     public var completionTokens: Int
     public var totalTokens: Int
+    /// Prompt tokens served from Mistral's prompt cache (`prompt_tokens_details.cached_tokens`).
+    public var cachedTokens: Int
+    /// Tokens the conversations API counts for connectors (built-in tools).
+    public var connectorTokens: Int
 
-    public init(promptTokens: Int = 0, completionTokens: Int = 0, totalTokens: Int = 0) {
+    public init(
+        promptTokens: Int = 0, completionTokens: Int = 0, totalTokens: Int = 0, cachedTokens: Int = 0,
+        connectorTokens: Int = 0
+    ) {
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.totalTokens = totalTokens
+        self.cachedTokens = cachedTokens
+        self.connectorTokens = connectorTokens
     }
 }
 
@@ -174,21 +203,42 @@ public struct Completion: Sendable, Hashable {
     public var usage: Usage
     /// The model that answered, as upstream names it.
     public var model: String?
+    /// The model's thinking, whole; never part of `text`.
+    public var reasoning: String
+    public var citations: [Citation]
+    public var files: [GeneratedFile]
+    /// The `x-ratelimit-remaining-*` headers of the reply, by the name after that prefix
+    /// (`tokens-minute`, `req-minute`).
+    public var rateLimitsRemaining: [String: Int64]
 
-    public init(text: String, toolCalls: [ToolCall], finishReason: String, usage: Usage, model: String?) {
+    public init(
+        text: String, toolCalls: [ToolCall], finishReason: String, usage: Usage, model: String?,
+        reasoning: String = "", citations: [Citation] = [], files: [GeneratedFile] = [],
+        rateLimitsRemaining: [String: Int64] = [:]
+    ) {
         self.text = text
         self.toolCalls = toolCalls
         self.finishReason = finishReason
         self.usage = usage
         self.model = model
+        self.reasoning = reasoning
+        self.citations = citations
+        self.files = files
+        self.rateLimitsRemaining = rateLimitsRemaining
     }
 }
 
-/// What a streaming call yields, in order: any number of `.text` and `.toolCall`, then one
-/// `.done`. Failures end the stream by throwing an `ErrorInfo` (AgentProtocol) with a
-/// contract error code.
+/// What a call yields, in order: text, reasoning, citations, files, built-in tool runs and
+/// handoffs as they arrive, then each tool call, then one `.done`. Failures end the stream by
+/// throwing an `ErrorInfo` (AgentProtocol) with a contract error code.
 public enum LLMEvent: Sendable, Hashable {
     case text(String)
+    /// A piece of the model's thinking.
+    case reasoning(String)
+    case citation(Citation)
+    case file(GeneratedFile)
+    case toolExecution(ToolExecution)
+    case handoff(Handoff)
     case toolCall(ToolCall)
     case done(Completion)
 }

@@ -57,6 +57,8 @@ public enum MessageFixups {
                 cleaned.toolCallID = answered[index].map(ids.wireID(for:))
                 cleaned.name = message.name
             }
+            // An empty chunk list says what an empty text says, in the form Mistral takes for every role.
+            if case .chunks(let chunks)? = cleaned.content, chunks.isEmpty { cleaned.content = "" }
             if cleaned.role == .user, fixed.last?.role == .tool {
                 fixed.append(ChatMessage(role: .assistant, content: " "))
             }

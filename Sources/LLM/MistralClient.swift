@@ -83,7 +83,10 @@ public final class MistralClient: LLMClient {
                 failure = error
             }
             if let consumerError = failure.consumerError { throw consumerError }
-            let info = redacted(failure.info, apiKey: apiKey)
+            var info = redacted(failure.info, apiKey: apiKey)
+            if info.code == .upstreamRateLimited, let wait = failure.retryAfter {
+                info.retryAfterSeconds = Int((wait + .nanoseconds(999_999_999)).components.seconds)
+            }
             guard failure.isRetried, !failure.afterOutput, attempt < request.retry.attempts else { throw info }
             let delay = request.retry.delay(afterAttempt: attempt, retryAfter: failure.retryAfter, using: &generator)
             guard clock.now + delay < deadline else { throw info }
@@ -153,7 +156,9 @@ public final class MistralClient: LLMClient {
             }
         }
 
-        var decoder = ReplyDecoder(format: prepared.format, toolCallIDs: prepared.toolCallIDs)
+        var decoder = ReplyDecoder(
+            format: prepared.format, toolCallIDs: prepared.toolCallIDs,
+            rateLimitsRemaining: Self.rateLimitsRemaining(response.headers))
         var afterOutput = false
         func deliverBatch(_ events: [LLMEvent]) async throws(AttemptFailure) {
             guard !events.isEmpty else { return }
@@ -199,6 +204,14 @@ public final class MistralClient: LLMClient {
             }
             try await decodeAndDeliver(
                 try decodeOrFail { () throws(SSEError) in try parser.finish() }, endingTheStream: true)
+            if !decoder.ignoredEvents.isEmpty {
+                logger.debug(
+                    "upstream events of unknown types ignored",
+                    metadata: [
+                        "upstream.path": "\(prepared.path)",
+                        "events": "\(decoder.ignoredEvents.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })",
+                    ])
+            }
         } catch var failure as AttemptFailure {
             failure.afterOutput = afterOutput
             throw failure
@@ -220,6 +233,19 @@ public final class MistralClient: LLMClient {
             throw AttemptFailure(
                 info: ReplyDecoder.protocolError("malformed event stream (\(error))"), isRetried: false)
         }
+    }
+
+    private static let rateLimitPrefix = "x-ratelimit-remaining-"
+
+    /// `x-ratelimit-remaining-tokens-minute: 9000` as `["tokens-minute": 9000]`.
+    private static func rateLimitsRemaining(_ headers: [HTTPHeader]) -> [String: Int64] {
+        var remaining: [String: Int64] = [:]
+        for header in headers {
+            let name = header.name.lowercased()
+            guard name.hasPrefix(rateLimitPrefix), let value = Int64(header.value) else { continue }
+            remaining[String(name.dropFirst(rateLimitPrefix.count))] = value
+        }
+        return remaining
     }
 
     /// The body up to `limit` bytes (one byte more tells the caller it was longer).

@@ -31,6 +31,7 @@ struct PreparedRequest: Sendable {
                 "model": .string(model), "messages": .array(history.messages.map(Self.chatMessage)),
             ]
             Self.addSampling(options, to: &body, includingTemperature: true)
+            Self.addCompletionOnly(options, to: &body)
             if !request.tools.isEmpty { body["tools"] = .array(request.tools.map(Self.tool)) }
             body["tool_choice"] = history.toolChoice.map(Self.toolChoice)
             body["parallel_tool_calls"] = options.parallelToolCalls.map(JSONValue.bool)
@@ -45,12 +46,14 @@ struct PreparedRequest: Sendable {
                 "agent_id": .string(agentID), "messages": .array(history.messages.map(Self.chatMessage)),
             ]
             Self.addSampling(options, to: &body, includingTemperature: false)
+            Self.addCompletionOnly(options, to: &body)
             body["tool_choice"] = history.toolChoice.map(Self.toolChoice)
             body["parallel_tool_calls"] = options.parallelToolCalls.map(JSONValue.bool)
             body["stream"] = .bool(stream)
             self.init(request.upstream, path: "/v1/agents/completions", body: body, format: .chat, history: history)
 
         case .conversations(let agentID):
+            try Self.checkConversationChunks(request.messages)
             // The Mistral agent owns its instructions: every system message is a user entry.
             let messages = request.messages.map { message in
                 var message = message
@@ -92,15 +95,41 @@ struct PreparedRequest: Sendable {
         body["presence_penalty"] = options.presencePenalty.map(JSONValue.double)
         body["frequency_penalty"] = options.frequencyPenalty.map(JSONValue.double)
         body["response_format"] = options.responseFormat.map(responseFormat)
+        body["reasoning_effort"] = options.reasoningEffort.map { .string($0.rawValue) }
+        body["prediction"] = options.prediction.map { ["type": "content", "content": .string($0)] }
+    }
+
+    /// A conversation's `message.input` takes text, images and documents, not audio or file ids.
+    private static func checkConversationChunks(_ messages: [ChatMessage]) throws(ErrorInfo) {
+        for (index, message) in messages.enumerated() {
+            guard case .chunks(let chunks)? = message.content, message.role != .tool else { continue }
+            for (position, chunk) in chunks.enumerated() {
+                switch chunk {
+                case .inputAudio, .file:
+                    throw ErrorInfo(
+                        code: .badRequest,
+                        message:
+                            "messages[\(index)].content[\(position)]: the conversations API (agent_api: conversations) takes no \(chunk.typeName) chunks; use agent_api: completions"
+                    )
+                case .text, .imageURL, .documentURL: continue
+                }
+            }
+        }
+    }
+
+    /// The fields chat and agents completions take at the top level, which `CompletionArgs` has not.
+    private static func addCompletionOnly(_ options: GenerationOptions, to body: inout JSONObject) {
+        body["prompt_mode"] = options.promptMode.map(JSONValue.string)
+        body["prompt_cache_key"] = options.promptCacheKey.map(JSONValue.string)
     }
 
     static func chatMessage(_ message: ChatMessage) -> JSONValue {
         var object: JSONObject = ["role": .string(message.role.rawValue)]
         switch message.role {
         case .system, .user:
-            object["content"] = .string(message.content ?? "")
+            object["content"] = (message.content ?? "").json
         case .assistant:
-            object["content"] = message.content.map(JSONValue.string)
+            object["content"] = message.content?.json
             if !message.toolCalls.isEmpty {
                 object["tool_calls"] = .array(
                     message.toolCalls.map { call in
@@ -113,7 +142,7 @@ struct PreparedRequest: Sendable {
             }
             if message.prefix { object["prefix"] = true }
         case .tool:
-            object["content"] = .string(message.content ?? "")
+            object["content"] = (message.content ?? "").json
             object["tool_call_id"] = message.toolCallID.map(JSONValue.string)
             object["name"] = message.name.map(JSONValue.string)
         }
@@ -124,12 +153,12 @@ struct PreparedRequest: Sendable {
     static func conversationEntries(_ message: ChatMessage) -> [JSONValue] {
         switch message.role {
         case .system, .user:
-            return [["type": "message.input", "role": "user", "content": .string(message.content ?? "")]]
+            return [["type": "message.input", "role": "user", "content": (message.content ?? "").json]]
         case .assistant:
             var entries: [JSONValue] = []
             if message.content != nil || message.toolCalls.isEmpty {
                 var entry: JSONObject = [
-                    "type": "message.input", "role": "assistant", "content": .string(message.content ?? ""),
+                    "type": "message.input", "role": "assistant", "content": (message.content ?? "").json,
                 ]
                 if message.prefix { entry["prefix"] = true }
                 entries.append(.object(entry))
@@ -145,7 +174,8 @@ struct PreparedRequest: Sendable {
             return [
                 [
                     "type": "function.result", "tool_call_id": .string(message.toolCallID ?? ""),
-                    "result": .string(message.content ?? ""),
+                    // A function result is a string in the conversations API.
+                    "result": .string(message.content?.text ?? ""),
                 ]
             ]
         }

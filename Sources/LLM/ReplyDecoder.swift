@@ -2,9 +2,11 @@ import AgentProtocol
 import JSON
 
 /// Reads one Mistral reply — a stream of server-sent events or one JSON body — and turns it into
-/// the events a consumer sees. Text is passed on as it arrives; tool calls are accumulated (by
-/// `index` for chat, by `tool_call_id` for conversations) and emitted whole at the end, with the
-/// client's own ids where the history used them. Any shape it cannot read is `upstream_protocol`.
+/// the events a consumer sees. Text, thinking, references, files, built-in tool runs and handoffs
+/// are passed on as they arrive; tool calls are accumulated (by `index` for chat, by
+/// `tool_call_id` for conversations) and emitted whole at the end, with the client's own ids
+/// where the history used them. Any shape it cannot read is `upstream_protocol`; an event type
+/// it does not know is skipped and counted in `ignoredEvents`, since Mistral adds new ones.
 struct ReplyDecoder {
     private struct PartialCall {
         var id: String?
@@ -16,6 +18,11 @@ struct ReplyDecoder {
     let format: PreparedRequest.ReplyFormat
     let toolCallIDs: ToolCallIDMap
     private var text = ""
+    private var reasoning = ""
+    private var citations: [Citation] = []
+    private var files: [GeneratedFile] = []
+    /// Conversation events of types this decoder does not know, by type.
+    private(set) var ignoredEvents: [String: Int] = [:]
     private var callKeys: [String] = []
     private var calls: [String: PartialCall] = [:]
     private var finishReason: String?
@@ -24,9 +31,13 @@ struct ReplyDecoder {
     /// True once the reply's end marker has been read; later bytes are not needed.
     private var isFinished = false
 
-    init(format: PreparedRequest.ReplyFormat, toolCallIDs: ToolCallIDMap) {
+    /// The reply's rate-limit headers, handed on in its `Completion`.
+    let rateLimitsRemaining: [String: Int64]
+
+    init(format: PreparedRequest.ReplyFormat, toolCallIDs: ToolCallIDMap, rateLimitsRemaining: [String: Int64] = [:]) {
         self.format = format
         self.toolCallIDs = toolCallIDs
+        self.rateLimitsRemaining = rateLimitsRemaining
     }
 
     /// Decodes one server-sent event (`event` is its `event:` name, if any).
@@ -74,25 +85,44 @@ struct ReplyDecoder {
             guard case .object(let choiceObject) = choice, case .object(let message)? = choiceObject["message"] else {
                 throw Self.protocolError("choices[0].message is not an object")
             }
-            _ = try readChatDelta(message)
+            let events = try readChatDelta(message)
             finishReason = try Self.string(choiceObject["finish_reason"], "finish_reason") ?? "stop"
+            return Self.mergingText(events) + finish()
         case .conversation:
             guard let outputs = try Self.array(object["outputs"], "outputs") else {
                 throw Self.protocolError("the reply has no outputs")
             }
+            var events: [LLMEvent] = []
             for case .object(let entry) in outputs {
                 switch entry["type"]?.stringValue {
                 case "message.output":
-                    text += try Self.text(entry["content"])
+                    events += try readContent(entry["content"])
                     model = entry["model"]?.stringValue ?? model
                 case "function.call":
                     try accumulateCall(key: Self.string(entry["tool_call_id"], "tool_call_id") ?? "", entry)
+                case "tool.execution":
+                    events.append(.toolExecution(try Self.toolExecution(entry, state: .done)))
+                case "agent.handoff":
+                    events += try Self.handoff(entry, state: .started)
+                    events += try Self.handoff(entry, state: .done)
                 default: continue
                 }
             }
+            return Self.mergingText(events) + finish()
         }
-        let reply = text
-        return (reply.isEmpty ? [] : [.text(reply)]) + finish()
+    }
+
+    /// A whole reply's text as one `.text` event, where the content walk found it in pieces.
+    private static func mergingText(_ events: [LLMEvent]) -> [LLMEvent] {
+        var merged: [LLMEvent] = []
+        for event in events {
+            if case .text(let piece) = event, case .text(let before)? = merged.last {
+                merged[merged.count - 1] = .text(before + piece)
+            } else {
+                merged.append(event)
+            }
+        }
+        return merged
     }
 
     // MARK: Chat chunks
@@ -107,18 +137,17 @@ struct ReplyDecoder {
         for case .object(let choice) in try Self.array(chunk["choices"], "choices") ?? [] {
             if let delta = choice["delta"], !delta.isNull {
                 guard case .object(let deltaObject) = delta else { throw Self.protocolError("delta is not an object") }
-                let added = try readChatDelta(deltaObject)
-                if !added.isEmpty { events.append(.text(added)) }
+                events += try readChatDelta(deltaObject)
             }
             if let reason = try Self.string(choice["finish_reason"], "finish_reason") { finishReason = reason }
         }
         return events
     }
 
-    /// Reads a `DeltaMessage` or an `AssistantMessage`: content and tool calls. Returns the text added.
-    private mutating func readChatDelta(_ message: JSONObject) throws(ErrorInfo) -> String {
-        let added = try Self.text(message["content"])
-        text += added
+    /// Reads a `DeltaMessage` or an `AssistantMessage`: content and tool calls. Returns the
+    /// content's events.
+    private mutating func readChatDelta(_ message: JSONObject) throws(ErrorInfo) -> [LLMEvent] {
+        let added = try readContent(message["content"])
         for (position, call) in (try Self.array(message["tool_calls"], "tool_calls") ?? []).enumerated() {
             guard case .object(let callObject) = call else { throw Self.protocolError("a tool call is not an object") }
             let index = callObject["index"]?.intValue ?? Int64(position)
@@ -129,19 +158,78 @@ struct ReplyDecoder {
         return added
     }
 
+    /// Walks `content` — a string, null, one chunk or a list of them — in order: text and
+    /// thinking (whose own list may hold references), `tool_reference` and `tool_file` chunks.
+    /// Other chunk types (`reference` pointers, images) carry nothing a client is shown.
+    private mutating func readContent(_ content: JSONValue?, thinking: Bool = false) throws(ErrorInfo) -> [LLMEvent] {
+        switch content {
+        case nil, .null?:
+            return []
+        case .string(let piece)?:
+            guard !piece.isEmpty else { return [] }
+            if thinking {
+                reasoning += piece
+                return [.reasoning(piece)]
+            }
+            text += piece
+            return [.text(piece)]
+        case .array(let chunks)?:
+            var events: [LLMEvent] = []
+            for chunk in chunks { events += try readContent(chunk, thinking: thinking) }
+            return events
+        case .object(let chunk)?:
+            switch chunk["type"]?.stringValue {
+            case "text":
+                return try readContent(.string(Self.string(chunk["text"], "text") ?? ""), thinking: thinking)
+            case "thinking":
+                return try readContent(chunk["thinking"], thinking: true)
+            case "tool_reference":
+                let citation = Citation(
+                    tool: try Self.string(chunk["tool"], "tool") ?? "",
+                    title: try Self.string(chunk["title"], "title") ?? "",
+                    url: try Self.string(chunk["url"], "url"), favicon: try Self.string(chunk["favicon"], "favicon"),
+                    description: try Self.string(chunk["description"], "description"))
+                citations.append(citation)
+                return [.citation(citation)]
+            case "tool_file":
+                let file = GeneratedFile(
+                    fileID: try Self.string(chunk["file_id"], "file_id") ?? "",
+                    fileName: try Self.string(chunk["file_name"], "file_name"),
+                    fileType: try Self.string(chunk["file_type"], "file_type"),
+                    tool: try Self.string(chunk["tool"], "tool") ?? "")
+                files.append(file)
+                return [.file(file)]
+            default:
+                return []
+            }
+        case let other?:
+            throw Self.protocolError("content is a \(other.typeName)")
+        }
+    }
+
     // MARK: Conversation events
 
     private mutating func decodeConversationEvent(name: String?, _ event: JSONObject) throws(ErrorInfo) -> [LLMEvent] {
         switch name {
         case "message.output.delta":
             model = event["model"]?.stringValue ?? model
-            let delta = try Self.text(event["content"])
-            text += delta
-            return delta.isEmpty ? [] : [.text(delta)]
+            return try readContent(event["content"])
         case "function.call.delta":
             let callID = try Self.string(event["tool_call_id"], "tool_call_id")
             let entryID = try Self.string(event["id"], "id")
             try accumulateCall(key: callID ?? entryID ?? "", event)
+            return []
+        case "tool.execution.started":
+            return [.toolExecution(try Self.toolExecution(event, state: .started))]
+        case "tool.execution.delta":
+            return [.toolExecution(try Self.toolExecution(event, state: .delta))]
+        case "tool.execution.done":
+            return [.toolExecution(try Self.toolExecution(event, state: .done))]
+        case "agent.handoff.started":
+            return try Self.handoff(event, state: .started)
+        case "agent.handoff.done":
+            return try Self.handoff(event, state: .done)
+        case "conversation.response.started":
             return []
         case "conversation.response.done":
             try readUsageAndModel(event)
@@ -154,8 +242,37 @@ struct ReplyDecoder {
                 message: "the Mistral agent failed: \(message)" + (code.map { " (code \($0))" } ?? "")
             )
         default:
+            ignoredEvents[name ?? "(untyped)", default: 0] += 1
             return []
         }
+    }
+
+    private static func toolExecution(_ event: JSONObject, state: ToolExecution.State) throws(ErrorInfo)
+        -> ToolExecution
+    {
+        let arguments: String? =
+            switch event["arguments"] {
+            case nil, .null?: nil
+            case .string(let text)?: text
+            case let other?: other.jsonText
+            }
+        let info = event["info"].flatMap { $0.isNull ? nil : $0 }
+        return ToolExecution(
+            id: try string(event["id"], "id") ?? "", name: try string(event["name"], "name") ?? "", state: state,
+            arguments: state == .done ? nil : arguments, info: state == .done ? info : nil)
+    }
+
+    /// `started` names the agent handing over, `done` the one taking over; a whole
+    /// `agent.handoff` entry names both.
+    private static func handoff(_ event: JSONObject, state: Handoff.State) throws(ErrorInfo) -> [LLMEvent] {
+        let side = state == .started ? "previous" : "next"
+        return [
+            .handoff(
+                Handoff(
+                    state: state, id: try string(event["id"], "id"),
+                    agentID: try string(event["\(side)_agent_id"], "\(side)_agent_id"),
+                    agentName: try string(event["\(side)_agent_name"], "\(side)_agent_name")))
+        ]
     }
 
     // MARK: Shared
@@ -181,9 +298,10 @@ struct ReplyDecoder {
         guard let usageValue = object["usage"], !usageValue.isNull else { return }
         guard case .object(let counts) = usageValue else { throw Self.protocolError("usage is not an object") }
         func count(_ key: String) -> Int { counts[key]?.intValue.map { Int($0) } ?? 0 }
+        let cached = counts["prompt_tokens_details"]?["cached_tokens"]?.intValue.map { Int($0) } ?? 0
         usage = Usage(
             promptTokens: count("prompt_tokens"), completionTokens: count("completion_tokens"),
-            totalTokens: count("total_tokens")
+            totalTokens: count("total_tokens"), cachedTokens: cached, connectorTokens: count("connector_tokens")
         )
     }
 
@@ -199,7 +317,9 @@ struct ReplyDecoder {
             )
         }
         let reason = finishReason ?? (toolCalls.isEmpty ? "stop" : "tool_calls")
-        let completion = Completion(text: text, toolCalls: toolCalls, finishReason: reason, usage: usage, model: model)
+        let completion = Completion(
+            text: text, toolCalls: toolCalls, finishReason: reason, usage: usage, model: model, reasoning: reasoning,
+            citations: citations, files: files, rateLimitsRemaining: rateLimitsRemaining)
         return toolCalls.map(LLMEvent.toolCall) + [.done(completion)]
     }
 
@@ -209,20 +329,6 @@ struct ReplyDecoder {
         if text.isEmpty { return .object([:]) }
         if case .object(let object)? = try? JSONParser.parse(text) { return .object(object) }
         return .string(text)
-    }
-
-    /// `content` as text: a string, null, a text chunk, or a list of chunks (non-text chunks ignored).
-    private static func text(_ content: JSONValue?) throws(ErrorInfo) -> String {
-        switch content {
-        case nil, .null?: return ""
-        case .string(let text)?: return text
-        case .object(let chunk)?: return chunk["type"]?.stringValue == "text" ? chunk["text"]?.stringValue ?? "" : ""
-        case .array(let chunks)?:
-            var joined = ""
-            for chunk in chunks { joined += try text(chunk) }
-            return joined
-        case let other?: throw protocolError("content is a \(other.typeName)")
-        }
     }
 
     private static func string(_ value: JSONValue?, _ field: String) throws(ErrorInfo) -> String? {

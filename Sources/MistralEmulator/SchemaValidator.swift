@@ -163,6 +163,10 @@ final class SchemaSet: Sendable {
                 return
             }
         }
+        if let unknownTag = unknownTag(value, among: nonNull, at: path) {
+            issues.append(unknownTag)
+            return
+        }
         var best: (score: Int, issues: [ValidationIssue])?
         for alternative in nonNull {
             var attempt: [ValidationIssue] = []
@@ -181,6 +185,25 @@ final class SchemaSet: Sendable {
             if best == nil || score < best!.score { best = (score, attempt) }
         }
         issues.append(contentsOf: best?.issues ?? [])
+    }
+
+    /// A `type` tag that no branch of a union of tagged objects declares: reported once, as a
+    /// discriminated union reports it, rather than as every branch's complaints about the tag.
+    /// Mistral's chunk and entry unions (`MessageInputContentChunks`, `InputEntries`) are such
+    /// unions without a declared discriminator.
+    private func unknownTag(_ value: JSONValue, among alternatives: [Schema], at path: [JSONValue]) -> ValidationIssue?
+    {
+        guard case .object(let object) = value, case .string(let tag)? = object["type"] else { return nil }
+        var tags: [String] = []
+        for alternative in alternatives {
+            guard
+                case .string(let declared)? = resolve(alternative).properties.first(where: { $0.name == "type" })?
+                    .schema.constant
+            else { return nil }
+            if declared == tag { return nil }
+            tags.append(declared)
+        }
+        return Self.tagIssue(shown: tag, property: "type", expected: tags, value: value, path: path)
     }
 
     private func validateDiscriminated(
@@ -204,22 +227,30 @@ final class SchemaSet: Sendable {
         }
         guard case .string(let tag) = tagValue, let target = discriminator.mapping.first(where: { $0.tag == tag })
         else {
-            let expected = discriminator.mapping.map { "'\($0.tag)'" }.joined(separator: ", ")
-            let shown = tagValue.stringValue ?? tagValue.jsonText
             issues.append(
-                issue(
-                    "union_tag_invalid",
-                    "Input tag '\(shown)' found using '\(property)' does not match any of the expected tags: \(expected)",
-                    value, path,
-                    ctx: [
-                        "discriminator": .string("'\(property)'"), "tag": .string(shown),
-                        "expected_tags": .string(expected),
-                    ]))
+                Self.tagIssue(
+                    shown: tagValue.stringValue ?? tagValue.jsonText, property: property,
+                    expected: discriminator.mapping.map(\.tag), value: value, path: path))
             return
         }
         path.append(.string(tag))
         validate(value, Schema(reference: target.schema), &path, &issues)
         path.removeLast()
+    }
+
+    /// pydantic's `union_tag_invalid`.
+    private static func tagIssue(
+        shown: String, property: String, expected: [String], value: JSONValue, path: [JSONValue]
+    ) -> ValidationIssue {
+        let expected = expected.map { "'\($0)'" }.joined(separator: ", ")
+        return ValidationIssue(
+            type: "union_tag_invalid",
+            loc: path,
+            msg: "Input tag '\(shown)' found using '\(property)' does not match any of the expected tags: \(expected)",
+            input: value,
+            ctx: [
+                "discriminator": .string("'\(property)'"), "tag": .string(shown), "expected_tags": .string(expected),
+            ])
     }
 
     private func checkBounds(

@@ -8,8 +8,8 @@ struct Chat: ParsableCommand {
         abstract: "Send one message to an agent and print its reply as it streams.",
         discussion: """
             The request goes through agentd's control socket, so it works for every agent whatever \
-            its socket's group; --socket talks to an agent socket directly instead. Tool calls the \
-            model makes are printed to stderr. Examples:
+            its socket's group; --socket talks to an agent socket directly instead. The model's \
+            reasoning, its tool calls, built-in tool runs and sources are printed to stderr. Examples:
               agentctl chat support "Where is my order 42?"
               echo "Summarise this" | agentctl chat writer --option max_tokens=50
             """)
@@ -116,6 +116,8 @@ struct ReplyPrinter {
     private var lineOpen = false
     /// Whether deltas or tool calls arrived: then `done` repeats what is already printed.
     private var streamed = false
+    /// Whether stderr holds reasoning text not yet ended by a newline.
+    private var reasoningOpen = false
     private let stderrStyle = Style(descriptor: STDERR_FILENO)
 
     init(json: Bool) { self.json = json }
@@ -125,23 +127,43 @@ struct ReplyPrinter {
         switch event.kind {
         case .delta(let text):
             streamed = true
+            endReasoning()
             write(text)
         case .toolCall(let call):
             streamed = true
             printToolCall(call)
+        case .reasoning(let text):
+            streamed = true
+            reasoningOpen = !text.hasSuffix("\n")
+            Output.write(stderrStyle.dim(text), to: STDERR_FILENO)
+        case .toolExecution(let execution) where execution.state != .delta:
+            Output.error(stderrStyle.dim("\(execution.name) \(execution.state.rawValue)"))
+        case .citation(let citation):
+            Output.error(stderrStyle.dim("source: \(citation.title)\(citation.url.map { " <\($0)>" } ?? "")"))
+        case .file(let file):
+            Output.error(stderrStyle.dim("file from \(file.tool): \(file.fileName ?? file.fileID)"))
+        case .handoff(let handoff) where handoff.state == .done:
+            Output.error(stderrStyle.dim("handed off to \(handoff.agentName ?? handoff.agentID ?? "another agent")"))
         case .done(let done):
             // Without streaming, nothing came before: the whole reply is in `done`.
             if !streamed {
                 write(done.text)
                 for call in done.toolCalls { printToolCall(call) }
             }
-        case .start, .error, .result, .other:
+        case .start, .error, .result, .other, .toolExecution, .handoff:
             break
         }
     }
 
+    /// Ends the reasoning's line on stderr before the reply starts.
+    private mutating func endReasoning() {
+        if reasoningOpen { Output.write("\n", to: STDERR_FILENO) }
+        reasoningOpen = false
+    }
+
     /// Ends the reply with a newline, so the shell prompt starts on its own line.
     mutating func finish() {
+        endReasoning()
         if lineOpen { Output.write("\n") }
         lineOpen = false
     }

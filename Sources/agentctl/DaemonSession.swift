@@ -105,7 +105,7 @@ struct DaemonSession {
                 switch event.kind {
                 case .error(let info): throw AgentctlError.requestFailed(info)
                 case .done, .result: return value
-                case .start, .delta, .toolCall, .other: continue
+                default: continue
                 }
             }
         } catch let error as AgentctlError {

@@ -54,14 +54,11 @@ struct InteractiveChat {
                     event.id?.json == id
                 else { continue }
                 printer.handle(event, line: line)
-                switch event.kind {
-                case .error(let info):
+                if case .error(let info) = event.kind {
                     printer.finish()
                     Output.error(info.code == .cancelled ? style.dim("(cancelled)") : style.red("error: \(info)"))
-                    return
-                case .done, .result: return
-                case .start, .delta, .toolCall, .other: continue
                 }
+                if event.isTerminal { return }
             }
         } catch let error as AgentctlError {
             throw error

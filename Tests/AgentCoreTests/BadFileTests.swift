@@ -106,6 +106,14 @@ enum Fixtures {
         BadFile("two-documents.yaml", 2, 1, "a second YAML document; a file holds exactly one"),
         BadFile("unknown-key.yaml", 2, 1, "unknown key 'temprature' (did you mean 'temperature'?)"),
         BadFile("wrong-type.yaml", 2, 13, "max_tokens: expected an integer, got the string \"lots\""),
+        BadFile(
+            "reasoning-options.yaml", 3, 19,
+            "reasoning_effort: expected one of none, minimal, low, medium, high, xhigh, got the string \"maximal\""),
+        BadFile("reasoning-options.yaml", 4, 1, "'prompt_mode' is only valid in normal mode"),
+        BadFile("reasoning-options.yaml", 5, 12, "reasoning: must be one of stream, hide, got 'show'"),
+        BadFile(
+            "reasoning-options.yaml", 6, 1,
+            "unknown key 'prompt_cache_key'"),
     ]
 
     static var badFiles: [String] { Array(Set(expected.map(\.file))).sorted() }

@@ -135,7 +135,11 @@ struct RequestOptionsTests {
         #expect(
             try RequestOptions.parse(["tool_choice": "none", "stop": ["a", "b"]], for: conversations)
                 == GenerationOptions(stop: ["a", "b"], toolChoice: ToolChoice.none))
-        #expect(RequestOptions.keys == ["temperature", "top_p", "max_tokens", "random_seed", "stop", "tool_choice"])
+        #expect(
+            RequestOptions.keys == [
+                "temperature", "top_p", "max_tokens", "random_seed", "stop", "response_format", "tool_choice",
+                "reasoning_effort", "prompt_mode", "prediction", "prompt_cache_key",
+            ])
     }
 
     @Test("errors name the field and follow the same rules as the YAML")
@@ -160,11 +164,41 @@ struct RequestOptionsTests {
                 "options.temperature: is not available with agent_api: completions") == true)
         #expect(
             failure(["temprature": 0.5], normal)
-                == "options.temprature: unknown option (did you mean 'temperature'?); allowed: temperature, top_p, max_tokens, random_seed, stop, tool_choice"
+                == "options.temprature: unknown option (did you mean 'temperature'?); allowed: temperature, top_p, max_tokens, random_seed, stop, response_format, tool_choice, reasoning_effort, prompt_mode, prediction, prompt_cache_key"
         )
         #expect(
             failure(["presence_penalty": 0.5], normal)?.hasPrefix(
                 "options.presence_penalty: is not a per-request option") == true)
         #expect(failure("fast", normal) == "options: expected an object, got the string \"fast\"")
+        #expect(
+            failure(["reasoning_effort": "max"], normal)
+                == "options.reasoning_effort: expected one of none, minimal, low, medium, high, xhigh, got the string \"max\""
+        )
+        #expect(
+            failure(["prompt_mode": "reasoning"], conversations) == "options.prompt_mode: is only valid in normal mode")
+        #expect(
+            failure(["prompt_cache_key": "k"], conversations)?.hasPrefix(
+                "options.prompt_cache_key: is not available with agent_api: conversations") == true)
+        #expect(
+            failure(["prediction": ["type": "text"]], normal)?.hasPrefix("options.prediction: expected a string or")
+                == true)
+    }
+
+    @Test("the 2026 options parse per request, in Mistral's shapes")
+    func reasoningAndFriends() throws {
+        #expect(
+            try RequestOptions.parse(
+                [
+                    "reasoning_effort": "high", "prompt_mode": "reasoning",
+                    "prediction": ["type": "content", "content": "x"],
+                    "prompt_cache_key": "user-42", "response_format": "json_object",
+                ], for: normal)
+                == GenerationOptions(
+                    responseFormat: .jsonObject, reasoningEffort: .high, promptMode: "reasoning", prediction: "x",
+                    promptCacheKey: "user-42"))
+        #expect(try RequestOptions.parse(["prediction": "draft"], for: normal).prediction == "draft")
+        #expect(
+            try RequestOptions.parse(["reasoning_effort": "none"], for: conversations).reasoningEffort
+                == ReasoningEffort.none)
     }
 }

@@ -73,6 +73,16 @@ struct GoodAgentFileTests {
         #expect(agent.system.isEmpty && agent.tools.isEmpty)
     }
 
+    @Test("reasoning options and `reasoning: hide`")
+    func reasoner() throws {
+        let agent = try load(Fixtures.good + "/reasoner.yaml")
+        #expect(agent.options.reasoningEffort == .high)
+        #expect(agent.options.promptMode == "reasoning")
+        #expect(agent.options.responseFormat == .jsonObject)
+        #expect(agent.reasoning == .hide)
+        #expect(try load(Fixtures.good + "/minimal.yml").reasoning == .stream)
+    }
+
     @Test("defaults of an almost empty file; .yml is accepted")
     func defaults() throws {
         let agent = try load(Fixtures.good + "/minimal.yml")

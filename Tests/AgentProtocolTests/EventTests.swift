@@ -44,7 +44,8 @@ import Testing
         #expect(done["model"] == nil)
         #expect(done["session"] == nil)
         let continued = Event.done(
-            id: .int(2), text: "hi", toolCalls: [], finishReason: "stop", usage: [:], model: nil, session: "s1")
+            id: .int(2), text: "hi", toolCalls: [], finishReason: "stop", usage: [:], model: nil,
+            extras: Event.DoneExtras(session: "s1"))
         #expect(continued["session"] == "s1")
     }
 

@@ -64,13 +64,100 @@ import Testing
         #expect(request.messages[2].toolCallID == "c1")
     }
 
-    @Test func textChunksAreJoinedAndOtherChunksNamed() throws {
+    @Test func contentListsAreMistralsChunks() throws {
+        let png = "data:image/png;base64,iVBORw0KGgo="
         let request = try chat(
-            #"{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}"#)
-        #expect(request.messages[0].content == "ab")
+            #"""
+            {"messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},
+             {"type":"image_url","image_url":"https://example.com/a.png"},
+             {"type":"image_url","image_url":{"url":"\#(png)","detail":"low"}},
+             {"type":"document_url","document_url":"https://example.com/a.pdf","document_name":"a.pdf"},
+             {"type":"input_audio","input_audio":"UklGRg=="},{"type":"file","file_id":"3f1b2c4d-0000-4000-8000-00000000abcd"}]}]}
+            """#.replacing("\n", with: ""))
+        #expect(
+            request.messages[0].content
+                == .chunks([
+                    .text("What is this?"), .imageURL(url: "https://example.com/a.png", detail: nil),
+                    .imageURL(url: png, detail: "low"),
+                    .documentURL(url: "https://example.com/a.pdf", name: "a.pdf"), .inputAudio("UklGRg=="),
+                    .file(id: "3f1b2c4d-0000-4000-8000-00000000abcd"),
+                ]))
+        #expect(request.messages[0].content?.text == "What is this?")
+    }
+
+    @Test(arguments: [
+        (
+            #"[{"type":"video","video":"x"}]"#,
+            "messages[0].content[0].type: \"video\" is not a chunk type agentd sends (text, image_url, document_url, input_audio, file)"
+        ),
+        (
+            #"[{"text":"x"}]"#,
+            "messages[0].content[0].type: required, one of text, image_url, document_url, input_audio, file"
+        ),
+        (#"["x"]"#, "messages[0].content[0]: must be an object, got string"),
+        (#"[{"type":"text","text":"x","lang":"en"}]"#, "messages[0].content[0].lang: unknown field for a text chunk"),
+        (
+            #"[{"type":"text","text":"a"},{"type":"image_url","image_url":"http://example.com/a.png"}]"#,
+            "messages[0].content[1].image_url: must be an https URL or a base64 data: URL"
+        ),
+        (
+            #"[{"type":"image_url","image_url":"data:text/plain;base64,aGk="}]"#,
+            "messages[0].content[0].image_url: a data: URL must be data:image/...;base64,..."
+        ),
+        (
+            #"[{"type":"image_url","image_url":"data:image/png;base64,a$b="}]"#,
+            "messages[0].content[0].image_url: is not well-formed base64"
+        ),
+        (
+            #"[{"type":"image_url","image_url":"data:image/png;base64,abc"}]"#,
+            "messages[0].content[0].image_url: is not well-formed base64 (its length is not a multiple of 4)"
+        ),
+        (
+            #"[{"type":"image_url","image_url":{"url":"https://e.com/a.png","detail":"max"}}]"#,
+            "messages[0].content[0].image_url.detail: must be low, high or auto"
+        ),
+        (
+            #"[{"type":"image_url","image_url":{"href":"https://e.com/a.png"}}]"#,
+            "messages[0].content[0].image_url.href: unknown field (url, detail)"
+        ),
+        (#"[{"type":"document_url"}]"#, "messages[0].content[0].document_url: required, a string"),
+        (
+            #"[{"type":"input_audio","input_audio":"not base64!"}]"#,
+            "messages[0].content[0].input_audio: is not well-formed base64 (its length is not a multiple of 4)"
+        ),
+        (
+            #"[{"type":"file","file_id":"report.pdf"}]"#,
+            "messages[0].content[0].file_id: must be the UUID Mistral gave the uploaded file"
+        ),
+    ])
+    func badChunksAreRejectedNamingTheirIndex(content: String, message: String) {
+        let error = rejection(#"{"id":1,"messages":[{"role":"user","content":"# + content + "}]}")
+        #expect(error?.info.code == .badRequest)
+        #expect(error?.info.message == message)
+    }
+
+    @Test func atMostEightImagesAndTenMiBInline() {
+        let image = #"{"type":"image_url","image_url":"https://example.com/a.png"}"#
+        let nine = Array(repeating: image, count: 9).joined(separator: ",")
+        #expect(
+            rejection(#"{"id":1,"messages":[{"role":"user","content":[\#(nine)]}]}"#)?.info.message
+                == "messages[0].content[8]: more than 8 images in one request")
+        let eight = Array(repeating: image, count: 8).joined(separator: ",")
+        #expect(rejection(#"{"id":1,"messages":[{"role":"user","content":[\#(eight)]}]}"#) == nil)
+        let big = String(repeating: "A", count: (10 << 20) / 3 * 4 + 4)
         let error = rejection(
-            #"{"id":1,"messages":[{"role":"user","content":[{"type":"image_url","image_url":"x"}]}]}"#)
-        #expect(error?.info.message.hasPrefix("messages[0].content[0]:") == true)
+            #"{"id":1,"input":"x","messages":[{"role":"user","content":[{"type":"image_url","image_url":"data:image/png;base64,\#(big)"}]}]}"#
+        )
+        #expect(error?.info.message.hasPrefix("messages[0].content[0].image_url: holds ") == true)
+        #expect(error?.info.message.hasSuffix("at most 10485760 (10 MiB) may be sent inline") == true)
+    }
+
+    @Test func systemMessagesTakeTextChunksOnly() {
+        #expect(
+            rejection(
+                #"{"id":1,"messages":[{"role":"system","content":[{"type":"image_url","image_url":"https://e.com/a.png"}]},{"role":"user","content":"x"}]}"#
+            )?
+            .info.message == "messages[0].content[0]: a system message takes text chunks only")
     }
 
     @Test func cancelLinesNameTheRequestAndNothingElse() {

@@ -88,7 +88,7 @@ private struct FullQueue: Admission {
         let sink = CollectingSink()
         let outcome = await run(
             ChatRequest(id: .string("q1"), messages: [ChatMessage(role: .user, content: "hi")]), llm: llm, sink: sink)
-        #expect(outcome == .done(done.usage))
+        #expect(outcome == .done(done))
         #expect(sink.types == ["start", "delta", "delta", "done"])
         #expect(sink.sent.first?.count == 3, "start travels with the first batch, in one write")
         let last = sink.sent.joined().last
@@ -195,5 +195,48 @@ private struct FullQueue: Admission {
         #expect(events[1]["tool_call"]?["arguments"] == ["order_id": "42"], "JSON text arguments become an object")
         #expect(events[2]["tool_calls"]?.arrayValue?.count == 1)
         #expect(events[2]["finish_reason"] == "tool_calls")
+    }
+
+    @Test func doneHoldsTheParsedReplyWhenJSONWasAskedFor() async {
+        var reply = done
+        reply.text = #"{"answer":42}"#
+        for (format, expected) in [("json_object", ["answer": 42] as JSONValue?), ("text", nil)] {
+            let sink = CollectingSink()
+            _ = await run(
+                ChatRequest(
+                    id: .int(11), messages: [ChatMessage(role: .user, content: "q")],
+                    options: ["response_format": .string(format)]),
+                llm: ScriptedLLM([.batch([.text(reply.text), .done(reply)])]), sink: sink)
+            #expect(sink.sent.joined().last?["json"] == expected)
+        }
+        var prose = done
+        prose.text = "not JSON"
+        let sink = CollectingSink()
+        _ = await run(
+            ChatRequest(
+                id: .int(12), messages: [ChatMessage(role: .user, content: "q")],
+                options: ["response_format": "json_object"]),
+            llm: ScriptedLLM([.batch([.done(prose)])]), sink: sink)
+        #expect(sink.sent.joined().last?["json"] == nil, "a reply that does not parse has no json")
+    }
+
+    @Test func hiddenReasoningIsNeitherStreamedNorInDone() async {
+        var thinking = done
+        thinking.reasoning = "Thinking: hmm"
+        var quiet = agent
+        quiet.reasoning = .hide
+        let runner = RequestRunner(
+            client: ScriptedLLM([.batch([.reasoning("Thinking: hmm"), .text("Hi"), .done(thinking)])]),
+            logger: Logger(label: "test"), logContent: false)
+        for (definition, expected) in [
+            (agent, ["start", "reasoning", "delta", "done"]), (quiet, ["start", "delta", "done"]),
+        ] {
+            let sink = CollectingSink()
+            _ = await runner.run(
+                ChatRequest(id: .int(13), messages: [ChatMessage(role: .user, content: "q")]), on: definition,
+                admission: FreeSlot(), handle: RequestHandle(), peer: nil, sink: sink, beforeTerminal: {})
+            #expect(sink.types == expected)
+            #expect((sink.sent.joined().last?["reasoning"] != nil) == (definition.reasoning == .stream))
+        }
     }
 }

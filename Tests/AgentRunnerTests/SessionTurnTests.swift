@@ -149,10 +149,16 @@ private struct FreeSlot: Admission {
         let messages = [
             ChatMessage(role: .user, content: "hé \"quoted\"\n"),
             ChatMessage(
-                role: .assistant, toolCalls: [ToolCall(id: "c1", name: "f", arguments: .string(#"{"a":1}"#))]),
+                role: .user,
+                content: .chunks([.text("look"), .imageURL(url: "https://example.com/a.png", detail: "low")])),
+            ChatMessage(role: .assistant, toolCalls: [ToolCall(id: "c1", name: "f", arguments: ["a": 1])]),
             ChatMessage(role: .tool, content: "out", toolCallID: "c1", name: "f"),
         ]
         #expect(try messages.map { try SessionCodec.decode(SessionCodec.encode($0)) } == messages)
+        // Arguments Mistral gave as JSON text are stored as the object they hold.
+        let textual = ChatMessage(
+            role: .assistant, toolCalls: [ToolCall(id: "c1", name: "f", arguments: .string(#"{"a":1}"#))])
+        #expect(try SessionCodec.decode(SessionCodec.encode(textual)) == messages[2])
         #expect(throws: ErrorInfo.self) { try SessionCodec.decode(SessionMessage(json: "{\"role\":\"robot\"}")) }
     }
 }

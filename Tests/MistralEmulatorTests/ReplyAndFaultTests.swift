@@ -338,7 +338,7 @@ struct ReplyAndFaultTests {
     @Test func directivesParse() {
         let directives = Directives(parsing: "hi [fault:429:retry=5*2] [tool:a] [delay:20] [words:3] [nope:x] there")
         #expect(directives.faults == [.init(fault: .status(429, retryAfter: 5), limit: 2)])
-        #expect(directives.tools == ["a"])
+        #expect(directives.calls == [.init(name: "a", arguments: nil)])
         #expect(directives.delayMilliseconds == 20)
         #expect(directives.words == 3)
         #expect(directives.remainingWords == ["hi", "[nope:x]", "there"])

@@ -33,14 +33,25 @@ final class AgentRuntime: Sendable {
         var errors = 0
         var promptTokens = 0
         var completionTokens = 0
+        var cachedTokens = 0
+        var connectorTokens = 0
         var inFlight = 0
+        /// The last `x-ratelimit-remaining-*` values Mistral sent for this agent.
+        var rateLimitsRemaining: [String: Int64] = [:]
 
         var json: JSONValue {
-            [
+            var object: JSONObject = [
                 "requests": .int(Int64(requests)), "errors": .int(Int64(errors)),
                 "prompt_tokens": .int(Int64(promptTokens)), "completion_tokens": .int(Int64(completionTokens)),
+                "cached_tokens": .int(Int64(cachedTokens)), "connector_tokens": .int(Int64(connectorTokens)),
                 "in_flight": .int(Int64(inFlight)),
             ]
+            if !rateLimitsRemaining.isEmpty {
+                object["rate_limits_remaining"] = .object(
+                    JSONObject(rateLimitsRemaining.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.int($0.value)) })
+                )
+            }
+            return .object(object)
         }
     }
 
@@ -99,9 +110,14 @@ final class AgentRuntime: Sendable {
         count { counters in
             counters.inFlight -= 1
             switch outcome {
-            case .done(let usage):
-                counters.promptTokens += usage.promptTokens
-                counters.completionTokens += usage.completionTokens
+            case .done(let completion):
+                counters.promptTokens += completion.usage.promptTokens
+                counters.completionTokens += completion.usage.completionTokens
+                counters.cachedTokens += completion.usage.cachedTokens
+                counters.connectorTokens += completion.usage.connectorTokens
+                if !completion.rateLimitsRemaining.isEmpty {
+                    counters.rateLimitsRemaining = completion.rateLimitsRemaining
+                }
             case .failed:
                 counters.errors += 1
             }
