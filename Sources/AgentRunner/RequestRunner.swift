@@ -155,6 +155,11 @@ public struct RequestRunner: Sendable {
             start = []
             for event in batch {
                 if case .done(let done) = event {
+                    // The reply's text need not wait for the turn's fsync; only the done must.
+                    if turn.name != nil, !lines.isEmpty {
+                        try await send(lines, to: sink)
+                        lines = []
+                    }
                     try await turn.commit(done)
                     lines.append(events.done(done, responseFormat: llmRequest.options.responseFormat))
                     completion = done

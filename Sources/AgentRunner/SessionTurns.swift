@@ -49,7 +49,7 @@ final class SessionTurn: Sendable {
         name = request.session
         key = request.session.map { SessionKey(agent: definition.name, uid: uid, name: $0) }
         self.service = service
-        limits = definition.sessions.applied(to: service?.defaults() ?? .defaults)
+        limits = request.session == nil ? .defaults : definition.sessions.applied(to: service?.defaults() ?? .defaults)
         // System prompts are the agent's or the client's instructions, not the conversation.
         sent = request.messages.filter { $0.role != .system }
     }

@@ -30,9 +30,10 @@ private final class ReplyingLLM: LLMClient {
 }
 
 private final class Events: EventSink {
-    private let sent = Mutex<[JSONValue]>([])
-    func send(_ events: [JSONValue]) async throws { sent.withLock { $0 += events } }
-    var all: [JSONValue] { sent.withLock { $0 } }
+    private let sent = Mutex<[[JSONValue]]>([])
+    func send(_ events: [JSONValue]) async throws { sent.withLock { $0.append(events) } }
+    var batches: [[JSONValue]] { sent.withLock { $0 } }
+    var all: [JSONValue] { batches.flatMap { $0 } }
 }
 
 private struct FreeSlot: Admission {
@@ -136,6 +137,20 @@ private struct FreeSlot: Admission {
         let llm = ReplyingLLM([Self.reply("one"), Self.reply("two"), Self.reply("three")])
         for text in ["a", "b", "c"] { _ = await send([ChatMessage(role: .user, content: text)], llm: llm) }
         #expect(try await stored().compactMap(\.content) == ["b", "two", "c", "three"])
+    }
+
+    @Test func theTextIsSentBeforeTheTurnIsStoredAndTheDoneAfter() async throws {
+        let runner = RequestRunner(
+            client: ReplyingLLM([Self.reply("one")]), logger: Logger(label: "test"), logContent: false,
+            sessions: SessionService(store: store, locks: locks, defaults: { .defaults }))
+        let sink = Events()
+        _ = await runner.run(
+            ChatRequest(id: .string("q"), messages: [ChatMessage(role: .user, content: "hi")], session: "s1"),
+            on: agent, admission: FreeSlot(), handle: RequestHandle(), peer: nil, sink: sink, beforeTerminal: {})
+        // The emulated reply delivers text and done together; the done waits for the disk alone.
+        #expect(sink.batches.map { $0.compactMap { $0["type"]?.stringValue } } == [["start", "delta"], ["done"]])
+        // Without a peer credential the session is the daemon's own uid's.
+        #expect(try await stored(uid: SessionTurn.daemonUID).count == 2)
     }
 
     @Test func withoutASessionNothingIsStored() async throws {
