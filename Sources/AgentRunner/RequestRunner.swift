@@ -4,6 +4,7 @@ import Basics
 import JSON
 import LLM
 import Logging
+import Synchronization
 
 /// A request's place under its agent's concurrency limit, taken when the request was admitted.
 public protocol Admission: Sendable {
@@ -60,11 +61,13 @@ public struct RequestRunner: Sendable {
         }
     }
 
-    /// `beforeTerminal` runs just before the terminal event is written, so the connection can
-    /// free the request's id for reuse by the time the client reads that event.
+    /// `beforeTerminal` runs once, with the request's report, just before its terminal event is
+    /// written (or when it turns out the client is gone): so the connection can free the
+    /// request's id for reuse, and the counters are up to date, by the time the client reads
+    /// that event.
     public func run(
         _ request: ChatRequest, on definition: AgentDefinition, admission: some Admission, handle: RequestHandle,
-        peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
+        peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable (RequestReport) -> Void
     ) async -> RequestReport {
         let started = ContinuousClock.now
         // Built only for messages the log level lets through: most requests log none.
@@ -86,20 +89,22 @@ public struct RequestRunner: Sendable {
 
         let outcome: RequestOutcome
         var tally = ToolTally()
+        let terminal = TerminalHook(beforeTerminal)
         do {
             let completion = try await execute(
                 request, definition: definition, admission: admission, sink: sink, tally: &tally,
-                logMetadata: metadata([:]), beforeTerminal: beforeTerminal)
+                logMetadata: metadata([:]), beforeTerminal: terminal)
             if logContent { logger.info("Reply", metadata: metadata(["content": "\(completion.text)"])) }
             outcome = .done(completion)
         } catch is SinkClosed {
             outcome = .failed(handle.cancellationReason ?? .clientDisconnected)
+            terminal(RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors))
         } catch {
             let info = handle.cancellationReason ?? Self.errorInfo(error)
             outcome = .failed(info)
+            terminal(RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors))
             // A cancelled task cannot write (NIO refuses writes from it), yet the client is owed
             // its terminal event: an unstructured task does not inherit the cancellation.
-            beforeTerminal()
             await Task { try? await sink.send(Event.error(id: request.id, info)) }.value
         }
         let elapsed = ContinuousClock.now - started
@@ -123,9 +128,23 @@ public struct RequestRunner: Sendable {
         var errors = 0
     }
 
+    /// Calls the caller's `beforeTerminal` once: a terminal event that could not be written
+    /// (the client left as it went out) must not report the request a second time.
+    private final class TerminalHook: Sendable {
+        private let hook: @Sendable (RequestReport) -> Void
+        private let called = Atomic(false)
+
+        init(_ hook: @escaping @Sendable (RequestReport) -> Void) { self.hook = hook }
+
+        func callAsFunction(_ report: RequestReport) {
+            guard !called.exchange(true, ordering: .relaxed) else { return }
+            hook(report)
+        }
+    }
+
     private func execute(
         _ request: ChatRequest, definition: AgentDefinition, admission: some Admission, sink: some EventSink,
-        tally: inout ToolTally, logMetadata: Logger.Metadata, beforeTerminal: @escaping @Sendable () -> Void
+        tally: inout ToolTally, logMetadata: Logger.Metadata, beforeTerminal: TerminalHook
     ) async throws -> Completion {
         let options: GenerationOptions
         let maxSteps: Int
@@ -172,11 +191,13 @@ public struct RequestRunner: Sendable {
                         // An answer without tool calls ends the request, in the same write as
                         // its last text.
                         if done.toolCalls.isEmpty {
+                            let whole = sofar.adding(done)
                             lines.append(
                                 events.done(
-                                    sofar.adding(done), responseFormat: llmRequest.options.responseFormat,
-                                    steps: step, messages: addedSoFar + [Self.assistantMessage(done)]))
-                            beforeTerminal()
+                                    whole, responseFormat: llmRequest.options.responseFormat, steps: step,
+                                    messages: addedSoFar + [Self.assistantMessage(done)]))
+                            beforeTerminal(
+                                RequestReport(outcome: .done(whole), toolCalls: tally.calls, toolErrors: tally.errors))
                         }
                     } else if let line = events.streamed(event) {
                         lines.append(line)
@@ -216,7 +237,7 @@ public struct RequestRunner: Sendable {
                 pending.finishReason = "tool_calls"
                 let done = events.done(
                     pending, responseFormat: llmRequest.options.responseFormat, steps: step, messages: added)
-                beforeTerminal()
+                beforeTerminal(RequestReport(outcome: .done(pending), toolCalls: tally.calls, toolErrors: tally.errors))
                 try await send([done], to: sink)
                 return pending
             }
