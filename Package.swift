@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "SSETests", dependencies: ["SSE", "TestSupport"]),
         // Fixtures are read in place through #filePath.
         .testTarget(
-            name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Sessions"],
+            name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Tools", "Sessions"],
             exclude: ["Fixtures"]),
         // What more than one test target needs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -1,6 +1,7 @@
 import AgentProtocol
 import LLM
 public import Sessions
+import Tools
 
 /// How an agent reaches Mistral (CONTRACT §2 `mode`).
 public enum AgentMode: String, Sendable, CaseIterable {
@@ -96,8 +97,13 @@ public struct AgentDefinition: Sendable, Equatable {
     public var upstream: Upstream
     /// Normal mode only.
     public var system: [String]
-    /// Normal mode only.
+    /// The schemas sent to the model; normal mode only.
     public var tools: [ToolSpec]
+    /// The tools agentd runs itself, by name (`exec`, CONTRACT §9): in normal mode some of
+    /// `tools`, in agent mode functions the Mistral agent declares.
+    public var execTools: [String: ExecTool]
+    /// Model calls a request may make while server tools run.
+    public var maxSteps: Int
     public var options: GenerationOptions
     public var socket: SocketSettings
     public var allow: AccessList?
@@ -109,7 +115,8 @@ public struct AgentDefinition: Sendable, Equatable {
 
     public init(
         name: String, file: String, description: String? = nil, mode: AgentMode, upstream: Upstream,
-        system: [String] = [], tools: [ToolSpec] = [], options: GenerationOptions = .init(),
+        system: [String] = [], tools: [ToolSpec] = [], execTools: [String: ExecTool] = [:],
+        maxSteps: Int = AgentDefinition.defaultMaxSteps, options: GenerationOptions = .init(),
         socket: SocketSettings = SocketSettings(mode: 0o660), allow: AccessList? = nil, limits: Limits = .init(),
         retry: RetryPolicy = .init(), reasoning: ReasoningVisibility = .stream,
         sessions: SessionOverrides = .init()
@@ -121,6 +128,8 @@ public struct AgentDefinition: Sendable, Equatable {
         self.upstream = upstream
         self.system = system
         self.tools = tools
+        self.execTools = execTools
+        self.maxSteps = maxSteps
         self.options = options
         self.socket = socket
         self.allow = allow
@@ -129,6 +138,12 @@ public struct AgentDefinition: Sendable, Equatable {
         self.reasoning = reasoning
         self.sessions = sessions
     }
+
+    /// `max_steps` when the file does not say: room for a few rounds of tools, and an end to a
+    /// model that keeps calling them.
+    public static let defaultMaxSteps = 8
+    /// The largest `max_steps` a file may set.
+    public static let maxStepsLimit = 64
 
     /// The model (normal mode) or the Mistral agent id (agent mode).
     public var modelOrAgentID: String {

@@ -1,5 +1,6 @@
 import JSON
 import LLM
+import Tools
 import YAML
 
 #if canImport(Glibc)
@@ -140,13 +141,12 @@ private struct AgentFileReader {
 
     private static let structureKeys = [
         "description", "mode", "model", "agent_id", "agent_api", "system", "tools", "socket", "allow", "limits",
-        "retry", "reasoning", "sessions",
+        "retry", "reasoning", "max_steps", "sessions",
     ]
     private static let topLevelKeys = structureKeys + OptionRules.keys
     /// Keys that only one mode accepts, with the reason given when the other mode uses them.
     private static let modeOnlyKeys: [String: (mode: AgentMode, reason: String)] = [
         "system": (.normal, "is only valid in normal mode: in agent mode the Mistral agent owns its instructions"),
-        "tools": (.normal, "is only valid in normal mode: in agent mode the Mistral agent owns its tools"),
         "agent_id": (.agent, "is only valid in agent mode (add `mode: agent`)"),
         "agent_api": (.agent, "is only valid in agent mode (add `mode: agent`)"),
     ]
@@ -171,7 +171,7 @@ private struct AgentFileReader {
             }
         }
         let upstream = readUpstream(fields, mode: mode, rootMark: root.mark)
-        let tools = mode == .normal ? fields["tools"].flatMap { readTools($0) } ?? [] : []
+        let (tools, execTools) = fields["tools"].map { readTools($0, mode: mode) } ?? ([], [:])
         let agentAPI: AgentAPI? =
             switch upstream {
             case .conversations: .conversations
@@ -182,7 +182,11 @@ private struct AgentFileReader {
         let options = readOptions(fields, context: context)
         var agent = AgentDefinition(
             name: name, file: checker.file, mode: mode, upstream: upstream ?? .chatCompletions(model: ""),
-            tools: tools, options: options)
+            tools: tools, execTools: execTools, options: options)
+        if let node = fields["max_steps"] {
+            agent.maxSteps =
+                checker.integer(node, path: "max_steps", in: 1...AgentDefinition.maxStepsLimit) ?? agent.maxSteps
+        }
         if let node = fields["description"] { agent.description = checker.string(node, path: "description") }
         if mode == .normal, let node = fields["system"] {
             agent.system = checker.strings(node, path: "system", allowSingle: true)?.map { $0.0 } ?? []
@@ -268,18 +272,23 @@ private struct AgentFileReader {
         }
     }
 
-    private mutating func readTools(_ node: YAMLNode) -> [ToolSpec]? {
+    private static let toolKeys = ["name", "description", "parameters", "exec", "timeout", "max_output", "env", "cwd"]
+    private static let schemaKeys: Set<String> = ["description", "parameters"]
+
+    /// The tools' schemas (normal mode) and the tools agentd runs (those with `exec`). In agent
+    /// mode a tool only implements a function the Mistral agent declares: `exec` and its
+    /// settings, no schema.
+    private mutating func readTools(_ node: YAMLNode, mode: AgentMode) -> ([ToolSpec], [String: ExecTool]) {
         guard let items = node.sequence else {
             checker.error(node, "tools: expected a list of tools, got \(node.kindName)")
-            return nil
+            return ([], [:])
         }
         var tools: [ToolSpec] = []
+        var execTools: [String: ExecTool] = [:]
         var firstMark: [String: Mark] = [:]
         for (index, item) in items.enumerated() {
             let path = "tools[\(index)]"
-            guard let fields = checker.fields(of: item, path: path, known: ["name", "description", "parameters"]) else {
-                continue
-            }
+            guard let fields = checker.fields(of: item, path: path, known: Self.toolKeys) else { continue }
             guard let nameNode = fields["name"] else {
                 checker.error(item, "\(path): missing 'name'")
                 continue
@@ -296,11 +305,25 @@ private struct AgentFileReader {
                 continue
             }
             firstMark[name] = nameNode.mark
+            if mode == .agent {
+                for field in fields.all where Self.schemaKeys.contains(field.name) {
+                    checker.error(
+                        field.key,
+                        "\(path).\(field.name): is only valid in normal mode: in agent mode the Mistral agent declares its functions, and a tool entry only implements one with exec"
+                    )
+                }
+                guard fields["exec"] != nil else {
+                    checker.error(
+                        item,
+                        "\(path): needs 'exec' in agent mode, to implement the function the Mistral agent declares")
+                    continue
+                }
+            }
             var tool = ToolSpec(name: name, parameters: ["type": "object", "properties": [:]])
-            if let description = fields["description"] {
+            if mode == .normal, let description = fields["description"] {
                 tool.description = checker.string(description, path: "\(path).description") ?? ""
             }
-            if let parameters = fields["parameters"] {
+            if mode == .normal, let parameters = fields["parameters"] {
                 guard let schema = checker.json(parameters, path: "\(path).parameters") else { continue }
                 guard schema.objectValue != nil, schema["type"] == "object" else {
                     checker.error(
@@ -309,9 +332,57 @@ private struct AgentFileReader {
                 }
                 tool.parameters = schema
             }
-            tools.append(tool)
+            if fields["exec"] != nil {
+                guard let exec = readExec(fields, path: path, parameters: mode == .normal ? tool.parameters : nil)
+                else { continue }
+                execTools[name] = exec
+            } else if let key = Self.execOnlyKeys.lazy.compactMap({ fields.key($0) }).first {
+                checker.error(key, "\(path): '\(key.scalar?.text ?? "")' only applies to a tool with 'exec'")
+                continue
+            }
+            if mode == .normal { tools.append(tool) }
         }
-        return tools
+        return (tools, execTools)
+    }
+
+    private static let execOnlyKeys = ["timeout", "max_output", "env", "cwd"]
+
+    /// A server tool's `exec` and its settings, each problem reported at its own key.
+    private mutating func readExec(_ fields: Fields, path: String, parameters: JSONValue?) -> ExecTool? {
+        guard let execNode = fields["exec"],
+            let argv = checker.strings(execNode, path: "\(path).exec", allowSingle: false)
+        else { return nil }
+        var tool = ExecTool(argv: argv.map(\.0))
+        if let node = fields["timeout"] {
+            tool.timeout = checker.duration(node, path: "\(path).timeout") ?? tool.timeout
+        }
+        if let node = fields["max_output"] {
+            tool.maxOutput = checker.byteSize(node, path: "\(path).max_output") ?? tool.maxOutput
+        }
+        if let node = fields["env"] {
+            for entry in checker.stringMap(node, path: "\(path).env") ?? [] { tool.env[entry.key] = entry.value }
+        }
+        if let node = fields["cwd"], let cwd = checker.string(node, path: "\(path).cwd") {
+            guard cwd.hasPrefix("/") else {
+                checker.error(node, "\(path).cwd: '\(cwd)' must be an absolute path")
+                return nil
+            }
+            tool.cwd = cwd
+        }
+        let problems = tool.problems(parameters: parameters?.objectValue)
+        for problem in problems {
+            let node: YAMLNode =
+                switch problem.code {
+                case .unknownParameter(_, let argvIndex):
+                    argv.indices.contains(argvIndex) ? argv[argvIndex].1 : execNode
+                case .invalidEnvironmentName: fields["env"] ?? execNode
+                case .maxOutputTooLarge, .maxOutputNotPositive: fields["max_output"] ?? execNode
+                case .timeoutNotPositive: fields["timeout"] ?? execNode
+                default: execNode
+                }
+            checker.error(node, "\(path): \(problem)")
+        }
+        return problems.isEmpty ? tool : nil
     }
 
     private mutating func readOptions(_ fields: Fields, context: OptionContext) -> GenerationOptions {

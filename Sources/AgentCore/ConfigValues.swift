@@ -37,7 +37,7 @@ enum ConfigValues {
         return .success(mode)
     }
 
-    /// `1048576`, `64KiB`, `1MiB`, `1GiB`: a whole number of bytes, or of a binary unit.
+    /// `65536`, `512B`, `64KiB`, `1MiB`, `1GiB`: a whole number of bytes, with an optional binary unit.
     static func byteSize(_ text: String) -> Result<Int, OptionProblem> {
         let digits = text.prefix { $0.isASCII && $0.isNumber }
         let unit = text.dropFirst(digits.count)

@@ -117,28 +117,37 @@ struct NodeChecker {
         }
     }
 
-    /// A size in bytes: an integer, or a string with a binary unit ("64KiB", "1MiB").
-    mutating func byteSize(_ node: YAMLNode, path: String, in range: ClosedRange<Int>) -> Int? {
-        let size: Int
-        switch node.scalar.map({ _ in node.resolved }) {
-        case .int(let value)?:
-            size = Int(clamping: value)
-        case .string(let text)?:
-            switch ConfigValues.byteSize(text) {
-            case .success(let bytes): size = bytes
-            case .failure(let problem):
-                error(node, "\(path): \(problem.message)")
-                return nil
-            }
+    /// A byte count: an integer, or a string with a unit (`64KiB`).
+    mutating func byteSize(_ node: YAMLNode, path: String) -> Int? {
+        let text: String
+        switch node.resolved {
+        case .int(let value) where node.scalar != nil: text = String(value)
+        case .string(let value) where node.scalar != nil: text = value
         default:
             error(node, "\(path): expected a size such as 65536, 64KiB or 1MiB, got \(node.kindName)")
             return nil
         }
-        guard range.contains(size) else {
-            error(node, "\(path): must be between \(range.lowerBound) and \(range.upperBound) bytes, got \(size)")
+        switch ConfigValues.byteSize(text) {
+        case .success(let size): return size
+        case .failure(let problem):
+            error(node, "\(path): \(problem.message)")
             return nil
         }
-        return size
+    }
+
+    /// A mapping of names to strings, such as a tool's `env`.
+    mutating func stringMap(_ node: YAMLNode, path: String) -> [(key: String, value: String, node: YAMLNode)]? {
+        guard let entries = node.mapping else {
+            error(node, "\(path): expected a mapping of names to strings, got \(node.kindName)")
+            return nil
+        }
+        var result: [(key: String, value: String, node: YAMLNode)] = []
+        for entry in entries {
+            guard let key = string(entry.key, path: path) else { return nil }
+            guard let value = string(entry.value, path: "\(path).\(key)") else { return nil }
+            result.append((key, value, entry.key))
+        }
+        return result
     }
 
     /// The `ttl`, `max_messages` and `max_bytes` of a `sessions:` mapping, in an agent file or
@@ -150,7 +159,13 @@ struct NodeChecker {
             overrides.maxMessages = integer(node, path: "sessions.max_messages", in: 1...100_000)
         }
         if let node = fields["max_bytes"] {
-            overrides.maxBytes = byteSize(node, path: "sessions.max_bytes", in: 1024...(1 << 30))
+            if let bytes = byteSize(node, path: "sessions.max_bytes") {
+                if (1024...(1 << 30)).contains(bytes) {
+                    overrides.maxBytes = bytes
+                } else {
+                    error(node, "sessions.max_bytes: must be between 1024 and 1073741824 bytes, got \(bytes)")
+                }
+            }
         }
         return overrides
     }

@@ -20,7 +20,23 @@ public struct RequestOptionsError: Error, Sendable, Equatable, CustomStringConve
 /// table of rules as the agent file's keys.
 public enum RequestOptions {
     /// The options a request may set.
-    public static let keys = OptionRules.all.filter(\.perRequest).map(\.key)
+    public static let keys = OptionRules.all.filter(\.perRequest).map(\.key) + [maxStepsKey]
+
+    /// Not sent upstream: it bounds the request's tool loop, so it is read on its own.
+    private static let maxStepsKey = "max_steps"
+
+    /// `options.max_steps`, which may lower the agent's `max_steps` but not raise it.
+    public static func maxSteps(_ options: JSONValue, for agent: AgentDefinition) throws(RequestOptionsError) -> Int {
+        guard let value = options[maxStepsKey] else { return agent.maxSteps }
+        guard case .int(let steps) = value, let count = Int(exactly: steps), (1...agent.maxSteps).contains(count) else {
+            throw RequestOptionsError(
+                field: "options.\(maxStepsKey)",
+                message:
+                    "must be an integer between 1 and the agent's max_steps (\(agent.maxSteps)), got \(OptionRules.describe(value))"
+            )
+        }
+        return count
+    }
 
     /// The overrides `options` asks for, to be merged over the agent's own
     /// (`agent.options.merging(result)`).
@@ -33,7 +49,7 @@ public enum RequestOptions {
         }
         let context = OptionContext(agent: agent)
         var result = GenerationOptions()
-        for (key, value) in object {
+        for (key, value) in object where key != maxStepsKey {
             let field = "options.\(key)"
             guard let rule = OptionRules.rule(key), rule.perRequest else {
                 let known = OptionRules.rule(key) != nil ? "is not a per-request option" : "unknown option"

@@ -17,6 +17,10 @@ public enum Event {
         .object(["id": id.json, "type": "tool_call", "tool_call": call.eventJSON])
     }
 
+    public static func toolResult(id: RequestID, _ result: ToolResult) -> JSONValue {
+        .object(["id": id.json, "type": "tool_result", "tool_result": result.json])
+    }
+
     public static func reasoning(id: RequestID, text: String) -> JSONValue {
         .object(["id": id.json, "type": "reasoning", "text": .string(text)])
     }
@@ -44,17 +48,23 @@ public enum Event {
         public var files: [GeneratedFile] = []
         /// The reply parsed, when JSON was asked for and the reply parses.
         public var json: JSONValue?
+        /// Model calls made.
+        public var steps = 0
+        /// The assistant and tool messages the request added, for a client to append to its history.
+        public var messages: [ChatMessage] = []
         /// The request's `session`, echoed.
         public var session: String?
 
         public init(
             reasoning: String = "", citations: [Citation] = [], files: [GeneratedFile] = [], json: JSONValue? = nil,
-            session: String? = nil
+            steps: Int = 0, messages: [ChatMessage] = [], session: String? = nil
         ) {
             self.reasoning = reasoning
             self.citations = citations
             self.files = files
             self.json = json
+            self.steps = steps
+            self.messages = messages
             self.session = session
         }
     }
@@ -72,6 +82,8 @@ public enum Event {
         if !extras.citations.isEmpty { event["citations"] = .array(extras.citations.map(\.json)) }
         if !extras.files.isEmpty { event["files"] = .array(extras.files.map(\.json)) }
         if let json = extras.json { event["json"] = json }
+        if extras.steps > 0 { event["steps"] = .int(Int64(extras.steps)) }
+        if !extras.messages.isEmpty { event["messages"] = .array(extras.messages.map(\.json)) }
         if let session = extras.session { event["session"] = .string(session) }
         return .object(event)
     }

@@ -107,3 +107,33 @@ public struct Handoff: Sendable, Hashable {
         return .object(object)
     }
 }
+
+/// What one server tool call came to, as the `tool_result` event carries it (CONTRACT §9).
+public struct ToolResult: Sendable, Hashable {
+    public var toolCallID: String
+    public var name: String
+    public var ok: Bool
+    /// The tool's output, or why it failed, timed out or is unknown: what the model sees.
+    public var output: String
+    public var durationMilliseconds: Int64
+
+    public init(toolCallID: String, name: String, ok: Bool, output: String, durationMilliseconds: Int64) {
+        self.toolCallID = toolCallID
+        self.name = name
+        self.ok = ok
+        self.output = output
+        self.durationMilliseconds = durationMilliseconds
+    }
+
+    public var json: JSONValue {
+        [
+            "tool_call_id": .string(toolCallID), "name": .string(name), "ok": .bool(ok), "output": .string(output),
+            "duration_ms": .int(durationMilliseconds),
+        ]
+    }
+
+    /// The tool message that hands the result to the model.
+    public var message: ChatMessage {
+        ChatMessage(role: .tool, content: .text(output), toolCallID: toolCallID, name: name)
+    }
+}

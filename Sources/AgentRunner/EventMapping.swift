@@ -25,15 +25,18 @@ struct EventMapping {
         }
     }
 
-    /// The terminal event of a reply that ended well.
-    func done(_ completion: Completion, responseFormat: ResponseFormat?) -> JSONValue {
+    /// The terminal event of a request that ended well: `completion` sums its model calls,
+    /// `messages` are the ones it added to the history.
+    func done(_ completion: Completion, responseFormat: ResponseFormat?, steps: Int, messages: [ChatMessage])
+        -> JSONValue
+    {
         Event.done(
             id: request.id, text: completion.text, toolCalls: completion.toolCalls,
             finishReason: completion.finishReason, usage: completion.usage.json, model: completion.model,
             extras: Event.DoneExtras(
                 reasoning: reasoning == .stream ? completion.reasoning : "", citations: completion.citations,
-                files: completion.files, json: Self.parsedJSON(completion.text, asked: responseFormat),
-                session: request.session))
+                files: completion.files, json: Self.parsedJSON(completion.text, asked: responseFormat), steps: steps,
+                messages: messages, session: request.session))
     }
 
     /// The reply as JSON, when the request asked for JSON and the reply parses.

@@ -4,6 +4,7 @@ import Basics
 import JSON
 import LLM
 import Logging
+import Synchronization
 
 /// A request's place under its agent's concurrency limit, taken when the request was admitted.
 public protocol Admission: Sendable {
@@ -14,25 +15,38 @@ public protocol Admission: Sendable {
 
 /// How a request ended, for the agent's counters.
 public enum RequestOutcome: Sendable, Equatable {
+    /// The reply, its usage summed over the request's model calls.
     case done(Completion)
     case failed(ErrorInfo)
 }
 
+/// A request's outcome and the server tools it ran, whichever way it ended.
+public struct RequestReport: Sendable, Equatable {
+    public var outcome: RequestOutcome
+    public var toolCalls = 0
+    public var toolErrors = 0
+}
+
 /// Runs one chat request against one agent and sends its events: when streaming, `start` once
-/// the upstream answers, then deltas and tool calls; then exactly one terminal `done` or `error`.
+/// the upstream answers, then deltas, tool calls and tool results; then exactly one terminal
+/// `done` or `error`.
 ///
 /// Everything between a decoded request line and its terminal event happens here: options,
-/// the queue wait, the upstream call (whose fixups and retries are the LLM layer's) and the
-/// mapping of its reply to events. It knows nothing of sockets: the sink and the admission are
-/// the transport's.
+/// the queue wait, the tool loop (CONTRACT §9) and, for each of its model calls, the upstream
+/// call (whose fixups and retries are the LLM layer's) and the mapping of its reply to events.
+/// It knows nothing of sockets: the sink and the admission are the transport's.
 public struct RequestRunner: Sendable {
     let client: any LLMClient
+    let tools: ServerTools
     let logger: Logger
     let logContent: Bool
     let sessions: SessionService?
 
-    public init(client: any LLMClient, logger: Logger, logContent: Bool, sessions: SessionService? = nil) {
+    public init(
+        client: any LLMClient, tools: ServerTools, logger: Logger, logContent: Bool, sessions: SessionService? = nil
+    ) {
         self.client = client
+        self.tools = tools
         self.logger = logger
         self.logContent = logContent
         self.sessions = sessions
@@ -51,22 +65,15 @@ public struct RequestRunner: Sendable {
         }
     }
 
-    /// `beforeTerminal` runs just before the terminal event is written, so the connection can
-    /// free the request's id for reuse by the time the client reads that event.
+    /// `beforeTerminal` runs once, with the request's report, just before its terminal event is
+    /// written (or when it turns out the client is gone): so the connection can free the
+    /// request's id for reuse, and the counters are up to date, by the time the client reads
+    /// that event.
     public func run(
         _ request: ChatRequest, on definition: AgentDefinition, admission: some Admission, handle: RequestHandle,
-        peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
-    ) async -> RequestOutcome {
+        peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable (RequestReport) -> Void
+    ) async -> RequestReport {
         let started = ContinuousClock.now
-        // The session's lock is given back before any terminal event, so the client's next
-        // request never finds it busy; and on every other way out, such as a disconnect.
-        let turn = SessionTurn(
-            request: request, definition: definition, uid: peer?.uid ?? SessionTurn.daemonUID, service: sessions)
-        defer { turn.release() }
-        let beforeTerminal: @Sendable () -> Void = {
-            turn.release()
-            beforeTerminal()
-        }
         // Built only for messages the log level lets through: most requests log none.
         func metadata(_ fields: Logger.Metadata) -> Logger.Metadata {
             var metadata = fields
@@ -85,20 +92,31 @@ public struct RequestRunner: Sendable {
         }
 
         let outcome: RequestOutcome
+        var tally = ToolTally()
+        // The session's lock is given back before any terminal event, so the client's next
+        // request never finds it busy; and on every other way out, such as a disconnect.
+        let turn = SessionTurn(
+            request: request, definition: definition, uid: peer?.uid ?? SessionTurn.daemonUID, service: sessions)
+        defer { turn.release() }
+        let terminal = TerminalHook { report in
+            turn.release()
+            beforeTerminal(report)
+        }
         do {
             let completion = try await execute(
-                request, definition: definition, turn: turn, admission: admission, sink: sink,
-                beforeTerminal: beforeTerminal)
+                request, definition: definition, turn: turn, admission: admission, sink: sink, tally: &tally,
+                logMetadata: metadata([:]), beforeTerminal: terminal)
             if logContent { logger.info("Reply", metadata: metadata(["content": "\(completion.text)"])) }
             outcome = .done(completion)
         } catch is SinkClosed {
             outcome = .failed(handle.cancellationReason ?? .clientDisconnected)
+            terminal(RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors))
         } catch {
             let info = handle.cancellationReason ?? Self.errorInfo(error)
             outcome = .failed(info)
+            terminal(RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors))
             // A cancelled task cannot write (NIO refuses writes from it), yet the client is owed
             // its terminal event: an unstructured task does not inherit the cancellation.
-            beforeTerminal()
             await Task { try? await sink.send(Event.error(id: request.id, info)) }.value
         }
         let elapsed = ContinuousClock.now - started
@@ -113,28 +131,48 @@ public struct RequestRunner: Sendable {
         case .done:
             logger.info("Request done", metadata: metadata(["duration_ms": "\(elapsed.milliseconds)"]))
         }
-        return outcome
+        return RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors)
+    }
+
+    /// The server tools a request ran.
+    private struct ToolTally {
+        var calls = 0
+        var errors = 0
+    }
+
+    /// Calls the caller's `beforeTerminal` once: a terminal event that could not be written
+    /// (the client left as it went out) must not report the request a second time.
+    private final class TerminalHook: Sendable {
+        private let hook: @Sendable (RequestReport) -> Void
+        private let called = Atomic(false)
+
+        init(_ hook: @escaping @Sendable (RequestReport) -> Void) { self.hook = hook }
+
+        func callAsFunction(_ report: RequestReport) {
+            guard !called.exchange(true, ordering: .relaxed) else { return }
+            hook(report)
+        }
     }
 
     private func execute(
         _ request: ChatRequest, definition: AgentDefinition, turn: SessionTurn, admission: some Admission,
-        sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
+        sink: some EventSink, tally: inout ToolTally, logMetadata: Logger.Metadata, beforeTerminal: TerminalHook
     ) async throws -> Completion {
         let options: GenerationOptions
+        let maxSteps: Int
         do {
             options = try RequestOptions.parse(request.options ?? .object([:]), for: definition)
+            maxSteps = try RequestOptions.maxSteps(request.options ?? .object([:]), for: definition)
         } catch {
             throw ErrorInfo(code: .badRequest, message: "\(error)")
         }
-        // The whole-request timeout has two parts: the queue wait, bounded here, and the upstream
-        // call, bounded by the LLM layer with what is left. No timer runs for requests that
-        // find a free slot, which is nearly all of them.
+        // The whole-request timeout bounds the queue wait, every model call and every tool run:
+        // each gets what is left of it. No timer runs for requests that find a free slot and
+        // call no tools, which is nearly all of them.
         let deadline = ContinuousClock.now + definition.limits.timeouts.total
         // Before the queue wait: a second request of a busy session is told at once.
-        let history = try await turn.begin()
+        let stored = try await turn.begin()
         try await admission.waitForSlot(agent: definition.name, deadline: deadline)
-        var llmRequest = definition.llmRequest(messages: history + request.messages, overrides: options)
-        llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
         // `start` says the upstream is answering. It goes out with the reply's first batch, in
         // the same write, or on its own when the head arrives and the body is slow to follow.
         var start: [JSONValue] =
@@ -144,36 +182,132 @@ public struct RequestRunner: Sendable {
                     id: request.id, agent: definition.name, mode: definition.mode.rawValue,
                     modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID)
             ] : []
-        var completion: Completion?
         let events = EventMapping(request: request, reasoning: definition.reasoning)
-        try await client.run(llmRequest) {
-            guard !start.isEmpty else { return }
-            try await send(start, to: sink)
-            start = []
-        } deliver: { batch in
-            var lines = start
-            start = []
-            for event in batch {
-                if case .done(let done) = event {
-                    // The reply's text need not wait for the turn's fsync; only the done must.
-                    if turn.name != nil, !lines.isEmpty {
-                        try await send(lines, to: sink)
-                        lines = []
+        var history = stored + request.messages
+        // The assistant and tool messages this request adds: `done.messages`.
+        var added: [ChatMessage] = []
+        var sofar = Completion(text: "", toolCalls: [], finishReason: "stop", usage: Usage(), model: nil)
+        for step in 1...maxSteps {
+            var llmRequest = definition.llmRequest(messages: history, overrides: options)
+            llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
+            var reply: Completion?
+            let addedSoFar = added
+            try await client.run(llmRequest) {
+                guard !start.isEmpty else { return }
+                try await send(start, to: sink)
+                start = []
+            } deliver: { batch in
+                var lines = start
+                start = []
+                for event in batch {
+                    if case .done(let done) = event {
+                        reply = done
+                        // An answer without tool calls ends the request, in the same write as
+                        // its last text.
+                        if done.toolCalls.isEmpty {
+                            let whole = sofar.adding(done)
+                            let messages = addedSoFar + [Self.assistantMessage(done)]
+                            // The reply's text need not wait for the turn's fsync; only the done must.
+                            if turn.name != nil, !lines.isEmpty {
+                                try await send(lines, to: sink)
+                                lines = []
+                            }
+                            try await turn.commit(messages)
+                            lines.append(
+                                events.done(
+                                    whole, responseFormat: llmRequest.options.responseFormat, steps: step,
+                                    messages: messages))
+                            beforeTerminal(
+                                RequestReport(outcome: .done(whole), toolCalls: tally.calls, toolErrors: tally.errors))
+                        }
+                    } else if let line = events.streamed(event) {
+                        lines.append(line)
                     }
-                    try await turn.commit(done)
-                    lines.append(events.done(done, responseFormat: llmRequest.options.responseFormat))
-                    completion = done
-                    beforeTerminal()
-                } else if let line = events.streamed(event) {
-                    lines.append(line)
                 }
+                if !lines.isEmpty { try await send(lines, to: sink) }
             }
-            if !lines.isEmpty { try await send(lines, to: sink) }
+            guard let reply else {
+                throw ErrorInfo(code: .internal, message: "the upstream reply ended without a final event")
+            }
+            sofar = sofar.adding(reply)
+            let assistant = Self.assistantMessage(reply)
+            added.append(assistant)
+            history.append(assistant)
+            if reply.toolCalls.isEmpty { return sofar }
+
+            let serverCalls = reply.toolCalls.filter { tools.implements($0, for: definition) }
+            let clientCalls = reply.toolCalls.filter { !tools.implements($0, for: definition) }
+            if clientCalls.isEmpty, step == maxSteps {
+                throw ErrorInfo(
+                    code: .stepLimit,
+                    message:
+                        "the model still called tools after \(maxSteps) model calls (max_steps \(maxSteps)); its last calls: \(serverCalls.map(\.name).joined(separator: ", "))"
+                )
+            }
+            let results = try await runTools(
+                serverCalls, for: definition, request: request, sink: sink, deadline: deadline,
+                logMetadata: logMetadata)
+            tally.calls += results.count
+            tally.errors += results.filter { !$0.ok }.count
+            added += results.map(\.message)
+            history += results.map(\.message)
+            if !clientCalls.isEmpty {
+                // The client answers its own calls in its next request.
+                var pending = sofar
+                pending.toolCalls = clientCalls
+                pending.finishReason = "tool_calls"
+                try await turn.commit(added)
+                let done = events.done(
+                    pending, responseFormat: llmRequest.options.responseFormat, steps: step, messages: added)
+                beforeTerminal(RequestReport(outcome: .done(pending), toolCalls: tally.calls, toolErrors: tally.errors))
+                try await send([done], to: sink)
+                return pending
+            }
         }
-        guard let completion else {
-            throw ErrorInfo(code: .internal, message: "the upstream reply ended without a final event")
+        // The loop returns or throws at its last step.
+        throw ErrorInfo(code: .internal, message: "the tool loop ended without an answer")
+    }
+
+    /// The assistant message a reply adds to the history: its text and every call it made.
+    private static func assistantMessage(_ reply: Completion) -> ChatMessage {
+        ChatMessage(
+            role: .assistant, content: reply.text.isEmpty ? nil : .text(reply.text), toolCalls: reply.toolCalls)
+    }
+
+    /// Runs a turn's server calls concurrently, sending each one's `tool_result` as it ends;
+    /// the results come back in call order. What is left of the request's time bounds them:
+    /// past it they are ended, as a cancel ends them, and the request times out.
+    private func runTools(
+        _ calls: [ToolCall], for definition: AgentDefinition, request: ChatRequest, sink: some EventSink,
+        deadline: ContinuousClock.Instant, logMetadata: Logger.Metadata
+    ) async throws -> [ToolResult] {
+        guard !calls.isEmpty else { return [] }
+        let tools = tools
+        return try await withThrowingTaskGroup(of: (index: Int, result: ToolResult)?.self) { group in
+            for (index, call) in calls.enumerated() {
+                group.addTask { (index, await tools.run(call, for: definition, metadata: logMetadata)) }
+            }
+            // nil: the request's time is up.
+            group.addTask {
+                try await Task.sleep(until: deadline)
+                return nil
+            }
+            var results = [ToolResult?](repeating: nil, count: calls.count)
+            for _ in calls {
+                guard let finished = try await group.next(), let (index, result) = finished else {
+                    group.cancelAll()
+                    throw ErrorInfo(
+                        code: .timeout,
+                        message:
+                            "the request did not finish within its timeout (\(definition.limits.timeouts.total)): tools were still running",
+                        retryable: true)
+                }
+                results[index] = result
+                if request.stream { try await send([Event.toolResult(id: request.id, result)], to: sink) }
+            }
+            group.cancelAll()
+            return results.compactMap { $0 }
         }
-        return completion
     }
 
     /// A write fails either because the task was cancelled (NIO refuses writes from a cancelled

@@ -81,16 +81,14 @@ final class SessionTurn: Sendable {
         }
     }
 
-    /// Appends what the client sent and the reply (with its tool calls, for the client to
-    /// answer next time), atomically, then releases the lock. When the append fails the session
-    /// is as it was and the request ends in an error instead of `done`.
-    func commit(_ reply: Completion) async throws(ErrorInfo) {
+    /// Appends what the client sent and what the request added (the assistant messages, with
+    /// their tool calls for the client to answer next time, and the server tools' results),
+    /// atomically, then releases the lock. When the append fails the session is as it was and
+    /// the request ends in an error instead of `done`.
+    func commit(_ added: [ChatMessage]) async throws(ErrorInfo) {
         guard let key, let service else { return }
         defer { release() }
-        let answer = ChatMessage(
-            role: .assistant, content: reply.text.isEmpty && !reply.toolCalls.isEmpty ? nil : .text(reply.text),
-            toolCalls: reply.toolCalls)
-        let turn = (sent + [answer]).map(SessionCodec.encode)
+        let turn = (sent + added).map(SessionCodec.encode)
         do {
             try await service.store.append(key, turn: turn, limits: limits)
         } catch {

@@ -14,3 +14,26 @@ extension Usage {
         return .object(object)
     }
 }
+
+extension Usage {
+    /// Both calls' counts: a request's usage is summed over its model calls.
+    func adding(_ other: Usage) -> Usage {
+        Usage(
+            promptTokens: promptTokens + other.promptTokens,
+            completionTokens: completionTokens + other.completionTokens,
+            totalTokens: totalTokens + other.totalTokens, cachedTokens: cachedTokens + other.cachedTokens,
+            connectorTokens: connectorTokens + other.connectorTokens)
+    }
+}
+
+extension Completion {
+    /// This reply followed by `next`, the next model call of the same request: texts and
+    /// reasoning joined, usage summed, the rest from `next`.
+    func adding(_ next: Completion) -> Completion {
+        Completion(
+            text: text + next.text, toolCalls: next.toolCalls, finishReason: next.finishReason,
+            usage: usage.adding(next.usage), model: next.model ?? model, reasoning: reasoning + next.reasoning,
+            citations: citations + next.citations, files: files + next.files,
+            rateLimitsRemaining: next.rateLimitsRemaining.isEmpty ? rateLimitsRemaining : next.rateLimitsRemaining)
+    }
+}

@@ -54,8 +54,20 @@ enum Fixtures {
             "tool_choice: {name: search} needs a tool defined in `tools`, which agent mode does not have; use auto, none, any or required"
         ),
         BadFile(
-            "agent-tools.yaml", 3, 1,
-            "'tools' is only valid in normal mode: in agent mode the Mistral agent owns its tools"),
+            "agent-tools.yaml", 3, 24,
+            "tools[0].description: is only valid in normal mode: in agent mode the Mistral agent declares its functions, and a tool entry only implements one with exec"
+        ),
+        BadFile(
+            "agent-tools.yaml", 3, 73,
+            "tools[1]: needs 'exec' in agent mode, to implement the function the Mistral agent declares"),
+        BadFile(
+            "bad-exec.yaml", 4, 11, "tools[0]: exec executable \"df\" is not an absolute path (no PATH search is done)"),
+        BadFile("bad-exec.yaml", 6, 11, "tools[1]: exec executable \"/usr/bin/no-such-tool-here\" does not exist"),
+        BadFile("bad-exec.yaml", 9, 31, "tools[2]: exec[2] \"{mode}\" names no property of parameters"),
+        BadFile("bad-exec.yaml", 12, 10, "tools[3]: env name \"BAD-NAME\" does not match ^[A-Za-z_][A-Za-z0-9_]*$"),
+        BadFile(
+            "bad-exec.yaml", 13, 17, "tools[3]: max_output 33554432 bytes is over the limit of 16777216 bytes (16MiB)"),
+        BadFile("bad-exec.yaml", 15, 5, "tools[4]: 'timeout' only applies to a tool with 'exec'"),
         BadFile("agent-tools.yaml", 4, 1, "'safe_prompt' is only valid in normal mode"),
         BadFile(
             "alias-bomb.yaml", 6, 8,

@@ -138,7 +138,7 @@ struct RequestOptionsTests {
         #expect(
             RequestOptions.keys == [
                 "temperature", "top_p", "max_tokens", "random_seed", "stop", "response_format", "tool_choice",
-                "reasoning_effort", "prompt_mode", "prediction", "prompt_cache_key",
+                "reasoning_effort", "prompt_mode", "prediction", "prompt_cache_key", "max_steps",
             ])
     }
 
@@ -164,7 +164,7 @@ struct RequestOptionsTests {
                 "options.temperature: is not available with agent_api: completions") == true)
         #expect(
             failure(["temprature": 0.5], normal)
-                == "options.temprature: unknown option (did you mean 'temperature'?); allowed: temperature, top_p, max_tokens, random_seed, stop, response_format, tool_choice, reasoning_effort, prompt_mode, prediction, prompt_cache_key"
+                == "options.temprature: unknown option (did you mean 'temperature'?); allowed: temperature, top_p, max_tokens, random_seed, stop, response_format, tool_choice, reasoning_effort, prompt_mode, prediction, prompt_cache_key, max_steps"
         )
         #expect(
             failure(["presence_penalty": 0.5], normal)?.hasPrefix(

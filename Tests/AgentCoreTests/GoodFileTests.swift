@@ -3,6 +3,7 @@ import JSON
 import LLM
 import Sessions
 import Testing
+import Tools
 import YAML
 
 @testable import AgentCore
@@ -71,6 +72,23 @@ struct GoodAgentFileTests {
                     maxTokens: 300, stop: ["END"], responseFormat: .jsonObject, toolChoice: .any,
                     parallelToolCalls: true))
         #expect(agent.system.isEmpty && agent.tools.isEmpty)
+    }
+
+    @Test("server tools: exec and its settings; client tools beside them")
+    func serverTools() throws {
+        let agent = try load(Fixtures.good + "/server-tools.yaml")
+        #expect(agent.maxSteps == 4)
+        #expect(agent.tools.map(\.name) == ["disk_free", "ask_user"], "both schemas go to the model")
+        #expect(
+            agent.execTools == [
+                "disk_free": ExecTool(
+                    argv: ["/usr/bin/df", "--output=avail", "-h", "{path}"], timeout: .seconds(10), maxOutput: 65536,
+                    env: ["LANG": "C.UTF-8"], cwd: "/tmp")
+            ])
+        let implementing = try load(Fixtures.good + "/agent-server-tools.yaml")
+        #expect(implementing.tools.isEmpty, "the Mistral agent declares its functions")
+        #expect(implementing.execTools == ["uptime": ExecTool(argv: ["/usr/bin/uptime"], maxOutput: 4096)])
+        #expect(implementing.maxSteps == AgentDefinition.defaultMaxSteps)
     }
 
     @Test("reasoning options and `reasoning: hide`")

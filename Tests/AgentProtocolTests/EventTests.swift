@@ -62,7 +62,8 @@ import Testing
             codes == [
                 "bad_request", "request_too_large", "unknown_request", "unknown_agent", "forbidden", "overloaded",
                 "cancelled", "timeout", "upstream_auth", "upstream_rate_limited", "upstream_rejected",
-                "upstream_unavailable", "upstream_protocol", "agent_error", "shutting_down", "session_busy", "internal",
+                "upstream_unavailable", "upstream_protocol", "agent_error", "shutting_down", "session_busy",
+                "step_limit", "internal",
             ])
     }
 }

@@ -7,26 +7,32 @@ import Logging
 import Synchronization
 import Testing
 
-/// An LLM that replies with a script, recording the requests it was given.
-private final class ScriptedLLM: LLMClient {
+/// An LLM that replies with a script per call (the last one repeated), recording the
+/// requests it was given.
+final class ScriptedLLM: LLMClient {
     enum Step: Sendable {
         case head
         case batch([LLMEvent])
         case fail(ErrorInfo)
     }
 
-    private let script: [Step]
+    private let scripts: [[Step]]
     private let received = Mutex<[LLMRequest]>([])
 
-    init(_ script: [Step]) { self.script = script }
+    init(_ script: [Step]) { scripts = [script] }
+
+    init(calls: [[Step]]) { scripts = calls }
 
     var requests: [LLMRequest] { received.withLock { $0 } }
 
     func run(
         _ request: LLMRequest, answered: () async throws -> Void, deliver: ([LLMEvent]) async throws -> Void
     ) async throws {
-        received.withLock { $0.append(request) }
-        for step in script {
+        let call = received.withLock { requests in
+            requests.append(request)
+            return requests.count - 1
+        }
+        for step in scripts[min(call, scripts.count - 1)] {
             switch step {
             case .head: try await answered()
             case .batch(let events): try await deliver(events)
@@ -37,7 +43,7 @@ private final class ScriptedLLM: LLMClient {
 }
 
 /// Collects the events a request sends, batch by batch.
-private final class CollectingSink: EventSink {
+final class CollectingSink: EventSink {
     private let batches = Mutex<[[JSONValue]]>([])
     private let closed: Bool
 
@@ -54,7 +60,7 @@ private final class CollectingSink: EventSink {
     struct SinkClosedByPeer: Error {}
 }
 
-private struct FreeSlot: Admission {
+struct FreeSlot: Admission {
     func waitForSlot(agent: String, deadline: ContinuousClock.Instant) async throws {}
 }
 
@@ -78,9 +84,23 @@ private struct FullQueue: Admission {
         _ request: ChatRequest, llm: ScriptedLLM, sink: CollectingSink, admission: some Admission = FreeSlot(),
         handle: RequestHandle = RequestHandle()
     ) async -> RequestOutcome {
-        let runner = RequestRunner(client: llm, logger: Logger(label: "test"), logContent: false)
-        return await runner.run(
-            request, on: agent, admission: admission, handle: handle, peer: nil, sink: sink, beforeTerminal: {})
+        await run(request, on: agent, llm: llm, sink: sink, admission: admission, handle: handle).outcome
+    }
+
+    private func run(
+        _ request: ChatRequest, on definition: AgentDefinition, llm: ScriptedLLM, sink: CollectingSink,
+        admission: some Admission = FreeSlot(), handle: RequestHandle = RequestHandle()
+    ) async -> RequestReport {
+        await runner(llm).run(
+            request, on: definition, admission: admission, handle: handle, peer: nil, sink: sink,
+            beforeTerminal: { _ in })
+    }
+
+    private func runner(_ llm: ScriptedLLM) -> RequestRunner {
+        let logger = Logger(label: "test")
+        return RequestRunner(
+            client: llm, tools: ServerTools(defaultWorkingDirectory: "/", logger: logger, logContent: false),
+            logger: logger, logContent: false)
     }
 
     @Test func aStreamedReplyIsStartDeltasAndOneDoneWithStartInTheFirstBatch() async {
@@ -225,16 +245,14 @@ private struct FullQueue: Admission {
         thinking.reasoning = "Thinking: hmm"
         var quiet = agent
         quiet.reasoning = .hide
-        let runner = RequestRunner(
-            client: ScriptedLLM([.batch([.reasoning("Thinking: hmm"), .text("Hi"), .done(thinking)])]),
-            logger: Logger(label: "test"), logContent: false)
+        let runner = runner(ScriptedLLM([.batch([.reasoning("Thinking: hmm"), .text("Hi"), .done(thinking)])]))
         for (definition, expected) in [
             (agent, ["start", "reasoning", "delta", "done"]), (quiet, ["start", "delta", "done"]),
         ] {
             let sink = CollectingSink()
             _ = await runner.run(
                 ChatRequest(id: .int(13), messages: [ChatMessage(role: .user, content: "q")]), on: definition,
-                admission: FreeSlot(), handle: RequestHandle(), peer: nil, sink: sink, beforeTerminal: {})
+                admission: FreeSlot(), handle: RequestHandle(), peer: nil, sink: sink, beforeTerminal: { _ in })
             #expect(sink.types == expected)
             #expect((sink.sent.joined().last?["reasoning"] != nil) == (definition.reasoning == .stream))
         }

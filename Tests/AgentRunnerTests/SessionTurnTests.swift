@@ -36,16 +36,14 @@ private final class Events: EventSink {
     var all: [JSONValue] { batches.flatMap { $0 } }
 }
 
-private struct FreeSlot: Admission {
-    func waitForSlot(agent: String, deadline: ContinuousClock.Instant) async throws {}
-}
-
 @Suite struct SessionTurnTests {
     private let agent = AgentDefinition(
         name: "support", file: "support.yaml", mode: .normal, upstream: .chatCompletions(model: "mistral-small-latest"),
         system: ["Be brief."], sessions: SessionOverrides(maxMessages: 4))
     private let store = SessionStore(stateDirectory: SessionStore.memoryStateDirectory)
     private let locks = SessionLocks()
+    private static let noTools = ServerTools(
+        defaultWorkingDirectory: "/", logger: Logger(label: "test"), logContent: false)
 
     private static func reply(_ text: String, calls: [ToolCall] = []) -> Result<Completion, ErrorInfo> {
         .success(
@@ -58,13 +56,13 @@ private struct FreeSlot: Admission {
         _ messages: [ChatMessage], session: String? = "s1", uid: UInt32 = 1000, llm: ReplyingLLM
     ) async -> [JSONValue] {
         let runner = RequestRunner(
-            client: llm, logger: Logger(label: "test"), logContent: false,
-            sessions: SessionService(store: store, locks: locks, defaults: { .defaults }))
+            client: llm, tools: Self.noTools, logger: Logger(label: "test"),
+            logContent: false, sessions: SessionService(store: store, locks: locks, defaults: { .defaults }))
         let sink = Events()
         _ = await runner.run(
             ChatRequest(id: .string("q"), messages: messages, session: session), on: agent, admission: FreeSlot(),
             handle: RequestHandle(), peer: RequestRunner.Peer(pid: 1, uid: uid, gid: uid), sink: sink,
-            beforeTerminal: {})
+            beforeTerminal: { _ in })
         return sink.all
     }
 
@@ -141,12 +139,12 @@ private struct FreeSlot: Admission {
 
     @Test func theTextIsSentBeforeTheTurnIsStoredAndTheDoneAfter() async throws {
         let runner = RequestRunner(
-            client: ReplyingLLM([Self.reply("one")]), logger: Logger(label: "test"), logContent: false,
-            sessions: SessionService(store: store, locks: locks, defaults: { .defaults }))
+            client: ReplyingLLM([Self.reply("one")]), tools: Self.noTools, logger: Logger(label: "test"),
+            logContent: false, sessions: SessionService(store: store, locks: locks, defaults: { .defaults }))
         let sink = Events()
         _ = await runner.run(
             ChatRequest(id: .string("q"), messages: [ChatMessage(role: .user, content: "hi")], session: "s1"),
-            on: agent, admission: FreeSlot(), handle: RequestHandle(), peer: nil, sink: sink, beforeTerminal: {})
+            on: agent, admission: FreeSlot(), handle: RequestHandle(), peer: nil, sink: sink, beforeTerminal: { _ in })
         // The emulated reply delivers text and done together; the done waits for the disk alone.
         #expect(sink.batches.map { $0.compactMap { $0["type"]?.stringValue } } == [["start", "delta"], ["done"]])
         // Without a peer credential the session is the daemon's own uid's.

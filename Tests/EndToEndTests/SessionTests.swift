@@ -13,6 +13,16 @@ import Testing
             "chat.yaml": Agents.chat, "tools.yaml": Agents.tools,
             "brief.yaml": Agents.chat + "\nsessions: {ttl: 1s}\n",
             "short.yaml": Agents.chat + "\nsessions: {max_messages: 3}\n",
+            "ops.yaml": """
+            model: mistral-small-latest
+            socket: {mode: "0666"}
+            tools:
+              - name: echo
+                parameters: {type: object, properties: {text: {type: string}}, required: [text]}
+                exec: [/usr/bin/printf, "[%s]", "{text}"]
+              - name: ask_user
+                parameters: {type: object, properties: {question: {type: string}}}
+            """,
         ])
         try harness.start()
     }
@@ -65,6 +75,33 @@ import Testing
         let upstreamCall = sent[1]["tool_calls"]?.arrayValue?.first
         #expect(upstreamCall?["function"]?["name"] == "get_order_status")
         #expect(sent[2]["tool_call_id"] == upstreamCall?["id"])
+    }
+
+    @Test func aServerToolTurnIsStoredWithItsResultAndContinued() throws {
+        let client = try harness.connect("ops")
+        let first = try turn(client, 1, session: "st1", input: "run it [tool:echo]")
+        #expect(first["type"] == "done", "\(first.jsonText)")
+        #expect(first["finish_reason"] == "stop")
+        #expect(try turn(client, 2, session: "st1", input: "and now?")["type"] == "done")
+        let sent = try #require(harness.emulator.lastRequest()["messages"]?.arrayValue)
+        #expect(sent.map { $0["role"]?.stringValue ?? "" } == ["user", "assistant", "tool", "assistant", "user"])
+        #expect(sent[2]["tool_call_id"] == sent[1]["tool_calls"]?.arrayValue?.first?["id"])
+    }
+
+    @Test func aTurnWithServerAndClientCallsIsContinuedByTheClientsResult() throws {
+        let client = try harness.connect("ops")
+        let pending = try turn(client, 1, session: "mix", input: "both [tool:echo] [tool:ask_user]")
+        #expect(pending["finish_reason"] == "tool_calls", "\(pending.jsonText)")
+        let call = try #require(pending["tool_calls"]?.arrayValue?.first)
+        #expect(call["name"] == "ask_user")
+        let answer = try #require(
+            client.request([
+                "id": 2, "session": "mix",
+                "messages": [["role": "tool", "tool_call_id": call["id"] ?? .null, "content": "yes"]],
+            ]).last)
+        #expect(answer["type"] == "done", "\(answer.jsonText)")
+        let sent = try #require(harness.emulator.lastRequest()["messages"]?.arrayValue)
+        #expect(sent.map { $0["role"]?.stringValue ?? "" } == ["user", "assistant", "tool", "tool"])
     }
 
     @Test func twoRequestsOnOneSessionAtOnceGiveExactlyOneSessionBusy() throws {

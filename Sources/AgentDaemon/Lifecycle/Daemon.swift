@@ -110,9 +110,10 @@ public struct Daemon: Sendable {
         let tracker = ConnectionTracker(limit: config.maxConnections) { tracker in
             heapTrimmer.schedule { tracker.inFlight == 0 }
         }
+        let tools = ServerTools(defaultWorkingDirectory: "/", logger: logger, logContent: config.logContent)
         let sessions = SessionStorage(config: config, configFile: configFile, logger: logger)
         let runner = RequestRunner(
-            client: client, logger: logger, logContent: config.logContent,
+            client: client, tools: tools, logger: logger, logContent: config.logContent,
             sessions: SessionService(store: sessions.store, locks: sessions.locks) { sessions.defaults })
         let requestCounter = Atomic<UInt64>(0)
         let pid = getpid()

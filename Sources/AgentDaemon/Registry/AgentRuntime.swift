@@ -35,6 +35,8 @@ final class AgentRuntime: Sendable {
         var completionTokens = 0
         var cachedTokens = 0
         var connectorTokens = 0
+        var toolCalls = 0
+        var toolErrors = 0
         var inFlight = 0
         /// The last `x-ratelimit-remaining-*` values Mistral sent for this agent.
         var rateLimitsRemaining: [String: Int64] = [:]
@@ -44,6 +46,7 @@ final class AgentRuntime: Sendable {
                 "requests": .int(Int64(requests)), "errors": .int(Int64(errors)),
                 "prompt_tokens": .int(Int64(promptTokens)), "completion_tokens": .int(Int64(completionTokens)),
                 "cached_tokens": .int(Int64(cachedTokens)), "connector_tokens": .int(Int64(connectorTokens)),
+                "tool_calls": .int(Int64(toolCalls)), "tool_errors": .int(Int64(toolErrors)),
                 "in_flight": .int(Int64(inFlight)),
             ]
             if !rateLimitsRemaining.isEmpty {
@@ -93,7 +96,8 @@ final class AgentRuntime: Sendable {
     func count(_ update: (inout Counters) -> Void) { counterStore.withLock { update(&$0) } }
 
     /// Runs one admitted request on the definition in service now, keeping the counters of
-    /// `status`; the limiter place is given back when the request has ended.
+    /// `status` (brought up to date before the request's terminal event goes out); the limiter
+    /// place is given back when the request has ended.
     func serve(
         _ request: ChatRequest, with runner: RequestRunner, reservation: ConcurrencyLimiter.Reservation,
         handle: RequestHandle, peer: RequestRunner.Peer?, sink: some EventSink,
@@ -103,13 +107,21 @@ final class AgentRuntime: Sendable {
             $0.requests += 1
             $0.inFlight += 1
         }
-        let outcome = await runner.run(
+        _ = await runner.run(
             request, on: definition, admission: reservation, handle: handle, peer: peer, sink: sink,
-            beforeTerminal: beforeTerminal)
+            beforeTerminal: { report in
+                self.record(report)
+                beforeTerminal()
+            })
         reservation.finish()
+        count { $0.inFlight -= 1 }
+    }
+
+    private func record(_ report: RequestReport) {
         count { counters in
-            counters.inFlight -= 1
-            switch outcome {
+            counters.toolCalls += report.toolCalls
+            counters.toolErrors += report.toolErrors
+            switch report.outcome {
             case .done(let completion):
                 counters.promptTokens += completion.usage.promptTokens
                 counters.completionTokens += completion.usage.completionTokens
