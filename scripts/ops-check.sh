@@ -62,6 +62,7 @@ expected=$(
 /usr/local/share/doc/agentd/examples/agents.d/orders.yaml
 /usr/local/share/doc/agentd/examples/agents.d/researcher.yaml
 /usr/local/share/doc/agentd/examples/agents.d/support.yaml
+/usr/local/share/doc/agentd/examples/agents.d/sysinfo.yaml
 /usr/local/share/fish/vendor_completions.d/agentctl.fish
 /usr/local/share/man/man1/agentctl.1
 /usr/local/share/man/man5/agentd.agents.5
