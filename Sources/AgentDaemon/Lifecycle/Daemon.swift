@@ -110,8 +110,9 @@ public struct Daemon: Sendable {
         let tracker = ConnectionTracker(limit: config.maxConnections) { tracker in
             heapTrimmer.schedule { tracker.inFlight == 0 }
         }
-        let tools = ServerTools(defaultWorkingDirectory: "/", logger: logger, logContent: config.logContent)
         let sessions = SessionStorage(config: config, configFile: configFile, logger: logger)
+        let tools = ServerTools(
+            defaultWorkingDirectory: sessions.workingDirectory, logger: logger, logContent: config.logContent)
         let runner = RequestRunner(
             client: client, tools: tools, logger: logger, logContent: config.logContent,
             sessions: SessionService(store: sessions.store, locks: sessions.locks) { sessions.defaults })

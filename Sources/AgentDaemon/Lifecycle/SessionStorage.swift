@@ -32,6 +32,15 @@ final class SessionStorage: Sendable {
         }
     }
 
+    /// Where a server tool runs when it names no `cwd`: the state directory, which the store
+    /// has made, or `/` when sessions live in memory and there may be none.
+    var workingDirectory: String {
+        switch store.backing {
+        case .file(let path): UnixSocket.parentDirectory(of: path)
+        case .memory: "/"
+        }
+    }
+
     /// Whose sessions a control client's are when its credentials cannot be read: the
     /// daemon's own uid, as the runner uses for a request without a peer.
     static var daemonUID: UInt32 { getuid() }
