@@ -54,7 +54,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM", "AgentProtocol", "Tools"]),
+        .target(name: "AgentCore", dependencies: ["YAML", "JSON", "LLM", "AgentProtocol", "Tools", "Sessions"]),
         // MCP servers: spawned, supervised, called over the SDK's client. Apart from Tools so
         // that the SDK's Foundation stays out of AgentCore and agentctl.
         .target(
@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "AgentRunner",
             dependencies: [
-                "AgentCore", "AgentProtocol", "LLM", "Tools", "MCPServers", "JSON", "Basics",
+                "AgentCore", "AgentProtocol", "LLM", "Tools", "MCPServers", "JSON", "Basics", "Sessions",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -80,7 +80,7 @@ let package = Package(
         .target(
             name: "AgentDaemon",
             dependencies: [
-                "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON", "Basics", "Systemd", "CMalloc",
+                "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON", "Basics", "Systemd", "CMalloc", "Sessions",
                 "MCPServers",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -135,7 +135,8 @@ let package = Package(
         .testTarget(name: "SSETests", dependencies: ["SSE", "TestSupport"]),
         // Fixtures are read in place through #filePath.
         .testTarget(
-            name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Tools"], exclude: ["Fixtures"]),
+            name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Tools", "Sessions"],
+            exclude: ["Fixtures"]),
         // What more than one test target needs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
@@ -156,7 +157,7 @@ let package = Package(
         .testTarget(
             name: "AgentRunnerTests",
             dependencies: [
-                "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON",
+                "AgentRunner", "AgentCore", "AgentProtocol", "LLM", "JSON", "Sessions",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -54,11 +54,17 @@ agent-file)
     module Basics "$root"/Sources/Basics/*.swift
     module JSON "$root"/Sources/JSON/*.swift
     module AgentProtocol "$root"/Sources/AgentProtocol/*.swift
-    # Of LLM, the loader needs only the provider-neutral types.
+    # Of LLM, Tools and Sessions the loader needs only the definitions: the provider-neutral
+    # types, exec tools and their checks, MCP server definitions, session limits (not curl,
+    # subprocesses or SQLite).
     module LLM "$root"/Sources/LLM/ChatTypes.swift
+    module Tools "$root"/Sources/Tools/ExecTool.swift "$root"/Sources/Tools/ArgvTemplate.swift \
+        "$root"/Sources/Tools/MCPServerConfig.swift
+    module Sessions "$root"/Sources/Sessions/Model.swift
     module YAML "$root"/Sources/YAML/*.swift
     sources=("$root"/Sources/AgentCore/*.swift "$root/Fuzz/Targets/AgentFile.swift")
-    objects=("$out/Basics.o" "$out/JSON.o" "$out/AgentProtocol.o" "$out/LLM.o" "$out/YAML.o")
+    objects=("$out/Basics.o" "$out/JSON.o" "$out/AgentProtocol.o" "$out/LLM.o" "$out/Tools.o" "$out/Sessions.o"
+        "$out/YAML.o")
     libraries=(-lyaml)
     ;;
 *)

@@ -62,6 +62,7 @@ expected=$(
 /usr/local/share/doc/agentd/examples/agents.d/orders.yaml
 /usr/local/share/doc/agentd/examples/agents.d/researcher.yaml
 /usr/local/share/doc/agentd/examples/agents.d/support.yaml
+/usr/local/share/doc/agentd/examples/agents.d/sysinfo.yaml
 /usr/local/share/fish/vendor_completions.d/agentctl.fish
 /usr/local/share/man/man1/agentctl.1
 /usr/local/share/man/man5/agentd.agents.5
@@ -148,7 +149,7 @@ run_user_manager() {
         ;;
     esac
     sed -e '/^User=/d' -e '/^Group=/d' ${container_only:+-e "$container_only"} ${private_tmp:+-e "$private_tmp"} \
-        -e "s|^ExecStart=.*|ExecStart=$prefix/bin/agentd --config $work/agentd.yaml --agents-dir $work/agents.d --socket-dir %t/agentd|" \
+        -e "s|^ExecStart=.*|ExecStart=$prefix/bin/agentd --config $work/agentd.yaml --agents-dir $work/agents.d --socket-dir %t/agentd --state-dir \${STATE_DIRECTORY}|" \
         -e "s|^LoadCredential=.*|LoadCredential=mistral-api-key:$work/mistral-api-key|" \
         -e "/^\[Service\]/a Environment=MISTRAL_BASE_URL=http://$address" \
         ${container_only:+-e "/^\[Service\]/a Environment=MISTRAL_API_KEY=$key"} \
@@ -158,7 +159,9 @@ run_user_manager() {
         mkdir -p /run/systemd/system
         created_run_dir=1
     fi
-    XDG_RUNTIME_DIR="$xdg" XDG_CONFIG_HOME="$work/config" /lib/systemd/systemd --user \
+    # A user unit's StateDirectory= is under one of these (which depends on systemd's version);
+    # agentd is pointed at it with $STATE_DIRECTORY.
+    XDG_RUNTIME_DIR="$xdg" XDG_CONFIG_HOME="$work/config" XDG_STATE_HOME="$work/state" /lib/systemd/systemd --user \
         >"$work/manager.log" 2>&1 &
     manager_pid=$!
     for _ in $(seq 100); do
@@ -191,6 +194,15 @@ run_user_manager() {
     echo "$reply" | jq -e 'select(.id=="q1" and .type=="done")' >/dev/null ||
         { diagnose; fail "no done event through the hardened unit: $reply"; }
     step "systemd --user: a request answered under the unit's sandbox"
+
+    echo '{"id":"s1","input":"remember","session":"ops","stream":false}' |
+        socat -t 30 - "UNIX-CONNECT:$sockets/agents/support.sock" | jq -e 'select(.session=="ops")' >/dev/null ||
+        { diagnose; fail "no done with a session through the hardened unit"; }
+    database=$(find "$work/state" "$work/config" -name sessions.sqlite3 2>/dev/null | head -n 1)
+    [ -n "$database" ] || fail "no sessions database in the unit's StateDirectory="
+    [ "$(stat -c %a "$(dirname "$database")")" = 700 ] || fail "state directory is not 0700 (StateDirectoryMode=)"
+    [ "$(stat -c %a "$database")" = 600 ] || fail "sessions database is not 0600"
+    step "systemd --user: a session stored in StateDirectory= (0700, database 0600)"
 
     main_pid=$(ctl show -P MainPID agentd.service)
     cp agents.d/orders.yaml "$work/agents.d/"

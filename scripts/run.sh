@@ -1,6 +1,7 @@
 #!/bin/sh
-# `make run`: serves the repository's agents.d/ with sockets under ./run/. With
-# MISTRAL_API_KEY set it talks to Mistral; without, to the bundled offline emulator.
+# `make run`: serves the repository's agents.d/ with sockets under ./run/ and sessions in
+# ./run/state/. With MISTRAL_API_KEY set it talks to Mistral; without, to the bundled offline
+# emulator.
 set -eu
 bin=${1:-.build/debug}
 socket_dir=run
@@ -42,8 +43,10 @@ Query an agent from another terminal:
   echo '{"input":"hello"}' | nc -U -N $socket_dir/agents/support.sock
   $bin/agentctl --socket-dir $socket_dir chat support "hello"
   $bin/agentctl --socket-dir $socket_dir list
+  $bin/agentctl --socket-dir $socket_dir chat support        (interactive, one session)
+  $bin/agentctl --socket-dir $socket_dir sessions
 Reload after editing agents.d/: kill -HUP \$(pgrep -x agentd)   Stop: Ctrl-C
 
 HELP
 
-"$bin/agentd" --config /dev/null --agents-dir agents.d --socket-dir "$socket_dir"
+"$bin/agentd" --config /dev/null --agents-dir agents.d --socket-dir "$socket_dir" --state-dir "$socket_dir/state"

@@ -1,5 +1,6 @@
 import AgentProtocol
 import LLM
+public import Sessions
 import Tools
 
 /// How an agent reaches Mistral (CONTRACT §2 `mode`).
@@ -60,6 +61,31 @@ public enum ReasoningVisibility: String, Sendable, CaseIterable {
     case hide
 }
 
+/// An agent's `sessions:` (contract §2): the daemon's session limits it replaces; nil keeps the
+/// daemon's. `max_sessions` is not among them: it bounds the one database all agents share.
+public struct SessionOverrides: Sendable, Equatable {
+    public var ttl: Duration?
+    public var maxMessages: Int?
+    public var maxBytes: Int?
+
+    /// The keys of an agent file's `sessions:` mapping.
+    static let keys = ["ttl", "max_messages", "max_bytes"]
+
+    public init(ttl: Duration? = nil, maxMessages: Int? = nil, maxBytes: Int? = nil) {
+        self.ttl = ttl
+        self.maxMessages = maxMessages
+        self.maxBytes = maxBytes
+    }
+
+    public func applied(to limits: SessionLimits) -> SessionLimits {
+        var limits = limits
+        limits.ttl = ttl ?? limits.ttl
+        limits.maxMessages = maxMessages ?? limits.maxMessages
+        limits.maxBytes = maxBytes ?? limits.maxBytes
+        return limits
+    }
+}
+
 /// One agent, as loaded from `agents.d/<name>.yaml`.
 public struct AgentDefinition: Sendable, Equatable {
     /// The file stem.
@@ -87,13 +113,15 @@ public struct AgentDefinition: Sendable, Equatable {
     public var retry: RetryPolicy
     /// Whether the model's thinking reaches the client (`reasoning: stream|hide`).
     public var reasoning: ReasoningVisibility
+    public var sessions: SessionOverrides
 
     public init(
         name: String, file: String, description: String? = nil, mode: AgentMode, upstream: Upstream,
         system: [String] = [], tools: [ToolSpec] = [], execTools: [String: ExecTool] = [:],
         maxSteps: Int = AgentDefinition.defaultMaxSteps, options: GenerationOptions = .init(),
         socket: SocketSettings = SocketSettings(mode: 0o660), allow: AccessList? = nil, limits: Limits = .init(),
-        retry: RetryPolicy = .init(), reasoning: ReasoningVisibility = .stream
+        retry: RetryPolicy = .init(), reasoning: ReasoningVisibility = .stream,
+        sessions: SessionOverrides = .init()
     ) {
         self.name = name
         self.file = file
@@ -110,6 +138,7 @@ public struct AgentDefinition: Sendable, Equatable {
         self.limits = limits
         self.retry = retry
         self.reasoning = reasoning
+        self.sessions = sessions
     }
 
     /// `max_steps` when the file does not say: room for a few rounds of tools, and an end to a

@@ -151,7 +151,7 @@ private struct AgentFileReader {
 
     private static let structureKeys = [
         "description", "mode", "model", "agent_id", "agent_api", "system", "tools", "socket", "allow", "limits",
-        "retry", "reasoning", "max_steps", "mcp_servers",
+        "retry", "reasoning", "max_steps", "sessions", "mcp_servers",
     ]
     private static let topLevelKeys = structureKeys + OptionRules.keys
     /// Keys that only one mode accepts, with the reason given when the other mode uses them.
@@ -211,6 +211,7 @@ private struct AgentFileReader {
         {
             agent.reasoning = ReasoningVisibility(rawValue: choice) ?? .stream
         }
+        if let node = fields["sessions"] { agent.sessions = readSessions(node) }
         return upstream == nil ? nil : agent
     }
 
@@ -503,6 +504,20 @@ private struct AgentFileReader {
                 checker.integer(node, path: "limits.max_request_bytes", in: 1024...(64 << 20)) ?? limits.maxRequestBytes
         }
         return limits
+    }
+
+    private mutating func readSessions(_ node: YAMLNode) -> SessionOverrides {
+        guard let entries = node.mapping else {
+            checker.error(node, "sessions: expected a mapping, got \(node.kindName)")
+            return SessionOverrides()
+        }
+        // max_sessions bounds the database every agent shares, so only agentd.yaml sets it.
+        for entry in entries where entry.key.scalar?.text == "max_sessions" {
+            checker.error(entry.key, "sessions.max_sessions: is daemon-wide; set it in agentd.yaml")
+        }
+        let known = SessionOverrides.keys + ["max_sessions"]
+        guard let fields = checker.fields(of: node, path: "sessions", known: known) else { return SessionOverrides() }
+        return checker.sessionOverrides(fields)
     }
 
     private mutating func readRetry(_ node: YAMLNode) -> RetryPolicy? {

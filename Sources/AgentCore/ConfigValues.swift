@@ -1,11 +1,12 @@
 /// Parsers for the value formats of the configuration files.
 enum ConfigValues {
     /// `500ms`, `30s`, `2m`: a positive whole number and one of those units. Hours are left
-    /// out on purpose: every timeout agentd has is measured in seconds or minutes.
-    static func duration(_ text: String) -> Result<Duration, OptionProblem> {
+    /// out on purpose, since every timeout agentd has is measured in seconds or minutes, except
+    /// where `hours` allows them: a session's ttl (contract §3 `sessions: {ttl: 24h}`).
+    static func duration(_ text: String, hours: Bool = false) -> Result<Duration, OptionProblem> {
         let digits = text.prefix { $0.isASCII && $0.isNumber }
         let unit = text.dropFirst(digits.count)
-        let example = "a duration such as 500ms, 30s or 2m"
+        let example = hours ? "a duration such as 30s, 2m or 24h" : "a duration such as 500ms, 30s or 2m"
         guard !digits.isEmpty, let amount = Int64(digits) else {
             return .failure(OptionProblem("expected \(example), got '\(text)'"))
         }
@@ -14,8 +15,11 @@ enum ConfigValues {
         case "ms": duration = .milliseconds(amount)
         case "s": duration = .seconds(amount)
         case "m" where amount <= Int64.max / 60: duration = .seconds(amount * 60)
+        case "h" where hours && amount <= Int64.max / 3600: duration = .seconds(amount * 3600)
         case "": return .failure(OptionProblem("'\(text)' has no unit; expected \(example)"))
-        default: return .failure(OptionProblem("unknown unit '\(unit)' in '\(text)'; use ms, s or m"))
+        default:
+            return .failure(
+                OptionProblem("unknown unit '\(unit)' in '\(text)'; use ms, s\(hours ? ", m or h" : " or m")"))
         }
         guard duration > .zero else { return .failure(OptionProblem("must be longer than zero, got '\(text)'")) }
         return .success(duration)
@@ -33,7 +37,7 @@ enum ConfigValues {
         return .success(mode)
     }
 
-    /// `65536`, `512B`, `64KiB`, `1MiB`: a whole number of bytes, with an optional binary unit.
+    /// `65536`, `512B`, `64KiB`, `1MiB`, `1GiB`: a whole number of bytes, with an optional binary unit.
     static func byteSize(_ text: String) -> Result<Int, OptionProblem> {
         let digits = text.prefix { $0.isASCII && $0.isNumber }
         let unit = text.dropFirst(digits.count)
@@ -45,7 +49,8 @@ enum ConfigValues {
         case "", "B": shift = 0
         case "KiB": shift = 10
         case "MiB": shift = 20
-        default: return .failure(OptionProblem("unknown unit '\(unit)' in '\(text)'; use B, KiB or MiB"))
+        case "GiB": shift = 30
+        default: return .failure(OptionProblem("unknown unit '\(unit)' in '\(text)'; use B, KiB, MiB or GiB"))
         }
         guard amount <= Int.max >> shift else { return .failure(OptionProblem("'\(text)' is too large")) }
         return .success(amount << shift)

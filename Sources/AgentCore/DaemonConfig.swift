@@ -1,3 +1,4 @@
+public import Sessions
 import Tools
 import YAML
 
@@ -28,6 +29,10 @@ public struct DaemonConfig: Sendable, Equatable {
     public var logLevel: LogLevel = .info
     /// Prompts and replies are logged only when true.
     public var logContent = false
+    /// Where the sessions database lives; `memory` keeps sessions in memory only.
+    public var stateDir = "/var/lib/agentd"
+    /// The session limits of every agent, unless its file overrides them (`sessions:`).
+    public var sessions = SessionLimits.defaults
     /// The MCP servers agents may name, by name (§3 `mcp_servers`).
     public var mcpServers: [String: MCPServerConfig] = [:]
 
@@ -69,7 +74,7 @@ private struct DaemonConfigReader {
 
     private static let keys = [
         "agents_dir", "socket_dir", "socket_group", "control_socket", "mistral", "max_connections",
-        "shutdown_grace", "log_level", "log_content", "mcp_servers",
+        "shutdown_grace", "log_level", "log_content", "state_dir", "sessions", "mcp_servers",
     ]
 
     mutating func read(_ root: YAMLNode) -> DaemonConfig {
@@ -114,6 +119,18 @@ private struct DaemonConfigReader {
             config.logLevel = LogLevel(rawValue: level) ?? config.logLevel
         }
         if let node = fields["log_content"] { config.logContent = checker.bool(node, path: "log_content") ?? false }
+        if let node = fields["state_dir"] { config.stateDir = path(node, "state_dir") ?? config.stateDir }
+        if let node = fields["sessions"] {
+            let known = SessionOverrides.keys + ["max_sessions"]
+            if let sessions = checker.fields(of: node, path: "sessions", known: known) {
+                config.sessions = checker.sessionOverrides(sessions).applied(to: config.sessions)
+                if let count = sessions["max_sessions"] {
+                    config.sessions.maxSessions =
+                        checker.integer(count, path: "sessions.max_sessions", in: 1...10_000_000)
+                        ?? config.sessions.maxSessions
+                }
+            }
+        }
         if let node = fields["mcp_servers"] { config.mcpServers = checker.mcpServers(node) }
         return config
     }

@@ -103,12 +103,13 @@ struct NodeChecker {
         return int
     }
 
-    mutating func duration(_ node: YAMLNode, path: String) -> Duration? {
+    mutating func duration(_ node: YAMLNode, path: String, hours: Bool = false) -> Duration? {
         guard node.scalar != nil, case .string(let text) = node.resolved else {
-            error(node, "\(path): expected a duration such as 500ms, 30s or 2m, got \(node.kindName)")
+            let example = hours ? "30s, 2m or 24h" : "500ms, 30s or 2m"
+            error(node, "\(path): expected a duration such as \(example), got \(node.kindName)")
             return nil
         }
-        switch ConfigValues.duration(text) {
+        switch ConfigValues.duration(text, hours: hours) {
         case .success(let duration): return duration
         case .failure(let problem):
             error(node, "\(path): \(problem.message)")
@@ -147,6 +148,26 @@ struct NodeChecker {
             result.append((key, value, entry.key))
         }
         return result
+    }
+
+    /// The `ttl`, `max_messages` and `max_bytes` of a `sessions:` mapping, in an agent file or
+    /// in agentd.yaml.
+    mutating func sessionOverrides(_ fields: Fields) -> SessionOverrides {
+        var overrides = SessionOverrides()
+        if let node = fields["ttl"] { overrides.ttl = duration(node, path: "sessions.ttl", hours: true) }
+        if let node = fields["max_messages"] {
+            overrides.maxMessages = integer(node, path: "sessions.max_messages", in: 1...100_000)
+        }
+        if let node = fields["max_bytes"] {
+            if let bytes = byteSize(node, path: "sessions.max_bytes") {
+                if (1024...(1 << 30)).contains(bytes) {
+                    overrides.maxBytes = bytes
+                } else {
+                    error(node, "sessions.max_bytes: must be between 1024 and 1073741824 bytes, got \(bytes)")
+                }
+            }
+        }
+        return overrides
     }
 
     /// A permission mode written as an octal string ("0660").

@@ -15,6 +15,8 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
     case upstreamProtocol = "upstream_protocol"
     case agentError = "agent_error"
     case shuttingDown = "shutting_down"
+    /// Another request of the same session is running; retryable.
+    case sessionBusy = "session_busy"
     /// `max_steps` model calls were made and the model still wants tools.
     case stepLimit = "step_limit"
     case `internal`

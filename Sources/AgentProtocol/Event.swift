@@ -52,10 +52,12 @@ public enum Event {
         public var steps = 0
         /// The assistant and tool messages the request added, for a client to append to its history.
         public var messages: [ChatMessage] = []
+        /// The request's `session`, echoed.
+        public var session: String?
 
         public init(
             reasoning: String = "", citations: [Citation] = [], files: [GeneratedFile] = [], json: JSONValue? = nil,
-            steps: Int = 0, messages: [ChatMessage] = []
+            steps: Int = 0, messages: [ChatMessage] = [], session: String? = nil
         ) {
             self.reasoning = reasoning
             self.citations = citations
@@ -63,6 +65,7 @@ public enum Event {
             self.json = json
             self.steps = steps
             self.messages = messages
+            self.session = session
         }
     }
 
@@ -81,6 +84,7 @@ public enum Event {
         if let json = extras.json { event["json"] = json }
         if extras.steps > 0 { event["steps"] = .int(Int64(extras.steps)) }
         if !extras.messages.isEmpty { event["messages"] = .array(extras.messages.map(\.json)) }
+        if let session = extras.session { event["session"] = .string(session) }
         return .object(event)
     }
 

@@ -64,6 +64,13 @@ public final class LineSocketClient {
 
     deinit { close(descriptor) }
 
+    /// The socket, for a caller that waits on it together with other descriptors (poll(2)).
+    public var fileDescriptor: Int32 { descriptor }
+
+    /// A line already received but not yet returned, without reading: a caller that polls
+    /// `fileDescriptor` takes these first, since poll cannot see them.
+    public func bufferedLine() -> [UInt8]? { lines.nextLine() }
+
     /// Sends `value` as one line.
     public func send(_ value: JSONValue) throws(LineSocketError) {
         var bytes: [UInt8] = []

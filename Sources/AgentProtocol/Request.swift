@@ -7,12 +7,17 @@ public struct ChatRequest: Sendable {
     public var messages: [ChatMessage]
     public var stream: Bool
     public var options: JSONValue?
+    /// The session this request continues (contract §9), already checked against its pattern.
+    public var session: String?
 
-    public init(id: RequestID, messages: [ChatMessage], stream: Bool = true, options: JSONValue? = nil) {
+    public init(
+        id: RequestID, messages: [ChatMessage], stream: Bool = true, options: JSONValue? = nil, session: String? = nil
+    ) {
         self.id = id
         self.messages = messages
         self.stream = stream
         self.options = options
+        self.session = session
     }
 }
 

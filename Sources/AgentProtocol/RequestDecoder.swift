@@ -12,7 +12,7 @@ public struct RequestDecoder: Sendable {
         self.acceptsCommands = acceptsCommands
     }
 
-    public static let chatKeys: Set<String> = ["id", "messages", "input", "stream", "options"]
+    public static let chatKeys: Set<String> = ["id", "messages", "input", "stream", "options", "session"]
     static let messageKeys: Set<String> = ["role", "content", "tool_calls", "tool_call_id", "name"]
 
     public func decode(_ bytes: some Collection<UInt8>) -> Result<WireCommand, WireError> {
@@ -104,7 +104,29 @@ public struct RequestDecoder: Sendable {
             }
             options = value
         }
-        return ChatRequest(id: id, messages: messages, stream: stream, options: options)
+        let session = try object["session"].map { value throws(WireError) in try Self.sessionName(value, id: id) }
+        return ChatRequest(id: id, messages: messages, stream: stream, options: options, session: session)
+    }
+
+    /// `session`: `^[A-Za-z0-9._:-]{1,128}$` (contract §4); also the control socket's
+    /// `session` and `forget` commands.
+    public static func sessionName(_ value: JSONValue, id: RequestID) throws(WireError) -> String {
+        guard let name = value.stringValue else {
+            throw WireError(id: id, "session: must be a string, got \(value.typeName)")
+        }
+        let allowed = { (byte: UInt8) in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"),
+                UInt8(ascii: "-"):
+                true
+            default: false
+            }
+        }
+        guard (1...128).contains(name.utf8.count), name.utf8.allSatisfy(allowed) else {
+            throw WireError(id: id, "session: must match ^[A-Za-z0-9._:-]{1,128}$")
+        }
+        return name
     }
 
     private func decodeMessage(

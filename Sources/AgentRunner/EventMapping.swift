@@ -36,7 +36,7 @@ struct EventMapping {
             extras: Event.DoneExtras(
                 reasoning: reasoning == .stream ? completion.reasoning : "", citations: completion.citations,
                 files: completion.files, json: Self.parsedJSON(completion.text, asked: responseFormat), steps: steps,
-                messages: messages))
+                messages: messages, session: request.session))
     }
 
     /// The reply as JSON, when the request asked for JSON and the reply parses.

@@ -4,6 +4,7 @@ import Basics
 import JSON
 import LLM
 import Logging
+import Synchronization
 
 /// A request's place under its agent's concurrency limit, taken when the request was admitted.
 public protocol Admission: Sendable {
@@ -39,15 +40,19 @@ public struct RequestRunner: Sendable {
     let tools: ServerTools
     let logger: Logger
     let logContent: Bool
+    let sessions: SessionService?
 
-    public init(client: any LLMClient, tools: ServerTools, logger: Logger, logContent: Bool) {
+    public init(
+        client: any LLMClient, tools: ServerTools, logger: Logger, logContent: Bool, sessions: SessionService? = nil
+    ) {
         self.client = client
         self.tools = tools
         self.logger = logger
         self.logContent = logContent
+        self.sessions = sessions
     }
 
-    /// The connected client, for the request's log lines.
+    /// The connected client, for the request's log lines and as the owner of its sessions.
     public struct Peer: Sendable {
         public var pid: Int32
         public var uid: UInt32
@@ -60,11 +65,13 @@ public struct RequestRunner: Sendable {
         }
     }
 
-    /// `beforeTerminal` runs just before the terminal event is written, so the connection can
-    /// free the request's id for reuse by the time the client reads that event.
+    /// `beforeTerminal` runs once, with the request's report, just before its terminal event is
+    /// written (or when it turns out the client is gone): so the connection can free the
+    /// request's id for reuse, and the counters are up to date, by the time the client reads
+    /// that event.
     public func run(
         _ request: ChatRequest, on definition: AgentDefinition, admission: some Admission, handle: RequestHandle,
-        peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
+        peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable (RequestReport) -> Void
     ) async -> RequestReport {
         let started = ContinuousClock.now
         // Built only for messages the log level lets through: most requests log none.
@@ -86,20 +93,30 @@ public struct RequestRunner: Sendable {
 
         let outcome: RequestOutcome
         var tally = ToolTally()
+        // The session's lock is given back before any terminal event, so the client's next
+        // request never finds it busy; and on every other way out, such as a disconnect.
+        let turn = SessionTurn(
+            request: request, definition: definition, uid: peer?.uid ?? SessionTurn.daemonUID, service: sessions)
+        defer { turn.release() }
+        let terminal = TerminalHook { report in
+            turn.release()
+            beforeTerminal(report)
+        }
         do {
             let completion = try await execute(
-                request, definition: definition, admission: admission, sink: sink, tally: &tally,
-                logMetadata: metadata([:]), beforeTerminal: beforeTerminal)
+                request, definition: definition, turn: turn, admission: admission, sink: sink, tally: &tally,
+                logMetadata: metadata([:]), beforeTerminal: terminal)
             if logContent { logger.info("Reply", metadata: metadata(["content": "\(completion.text)"])) }
             outcome = .done(completion)
         } catch is SinkClosed {
             outcome = .failed(handle.cancellationReason ?? .clientDisconnected)
+            terminal(RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors))
         } catch {
             let info = handle.cancellationReason ?? Self.errorInfo(error)
             outcome = .failed(info)
+            terminal(RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors))
             // A cancelled task cannot write (NIO refuses writes from it), yet the client is owed
             // its terminal event: an unstructured task does not inherit the cancellation.
-            beforeTerminal()
             await Task { try? await sink.send(Event.error(id: request.id, info)) }.value
         }
         let elapsed = ContinuousClock.now - started
@@ -123,9 +140,23 @@ public struct RequestRunner: Sendable {
         var errors = 0
     }
 
+    /// Calls the caller's `beforeTerminal` once: a terminal event that could not be written
+    /// (the client left as it went out) must not report the request a second time.
+    private final class TerminalHook: Sendable {
+        private let hook: @Sendable (RequestReport) -> Void
+        private let called = Atomic(false)
+
+        init(_ hook: @escaping @Sendable (RequestReport) -> Void) { self.hook = hook }
+
+        func callAsFunction(_ report: RequestReport) {
+            guard !called.exchange(true, ordering: .relaxed) else { return }
+            hook(report)
+        }
+    }
+
     private func execute(
-        _ request: ChatRequest, definition: AgentDefinition, admission: some Admission, sink: some EventSink,
-        tally: inout ToolTally, logMetadata: Logger.Metadata, beforeTerminal: @escaping @Sendable () -> Void
+        _ request: ChatRequest, definition: AgentDefinition, turn: SessionTurn, admission: some Admission,
+        sink: some EventSink, tally: inout ToolTally, logMetadata: Logger.Metadata, beforeTerminal: TerminalHook
     ) async throws -> Completion {
         let options: GenerationOptions
         let maxSteps: Int
@@ -139,6 +170,8 @@ public struct RequestRunner: Sendable {
         // each gets what is left of it. No timer runs for requests that find a free slot and
         // call no tools, which is nearly all of them.
         let deadline = ContinuousClock.now + definition.limits.timeouts.total
+        // Before the queue wait: a second request of a busy session is told at once.
+        let stored = try await turn.begin()
         try await admission.waitForSlot(agent: definition.name, deadline: deadline)
         // `start` says the upstream is answering. It goes out with the reply's first batch, in
         // the same write, or on its own when the head arrives and the body is slow to follow.
@@ -150,7 +183,7 @@ public struct RequestRunner: Sendable {
                     modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID)
             ] : []
         let events = EventMapping(request: request, reasoning: definition.reasoning)
-        var history = request.messages
+        var history = stored + request.messages
         // The assistant and tool messages this request adds: `done.messages`.
         var added: [ChatMessage] = []
         var sofar = Completion(text: "", toolCalls: [], finishReason: "stop", usage: Usage(), model: nil)
@@ -173,11 +206,20 @@ public struct RequestRunner: Sendable {
                         // An answer without tool calls ends the request, in the same write as
                         // its last text.
                         if done.toolCalls.isEmpty {
+                            let whole = sofar.adding(done)
+                            let messages = addedSoFar + [Self.assistantMessage(done)]
+                            // The reply's text need not wait for the turn's fsync; only the done must.
+                            if turn.name != nil, !lines.isEmpty {
+                                try await send(lines, to: sink)
+                                lines = []
+                            }
+                            try await turn.commit(messages)
                             lines.append(
                                 events.done(
-                                    sofar.adding(done), responseFormat: llmRequest.options.responseFormat,
-                                    steps: step, messages: addedSoFar + [Self.assistantMessage(done)]))
-                            beforeTerminal()
+                                    whole, responseFormat: llmRequest.options.responseFormat, steps: step,
+                                    messages: messages))
+                            beforeTerminal(
+                                RequestReport(outcome: .done(whole), toolCalls: tally.calls, toolErrors: tally.errors))
                         }
                     } else if let line = events.streamed(event) {
                         lines.append(line)
@@ -215,9 +257,10 @@ public struct RequestRunner: Sendable {
                 var pending = sofar
                 pending.toolCalls = clientCalls
                 pending.finishReason = "tool_calls"
+                try await turn.commit(added)
                 let done = events.done(
                     pending, responseFormat: llmRequest.options.responseFormat, steps: step, messages: added)
-                beforeTerminal()
+                beforeTerminal(RequestReport(outcome: .done(pending), toolCalls: tally.calls, toolErrors: tally.errors))
                 try await send([done], to: sink)
                 return pending
             }

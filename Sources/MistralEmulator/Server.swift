@@ -74,6 +74,8 @@ final class StatsCounters: Sendable {
     let requests = Atomic<Int>(0)
     let activeStreams = Atomic<Int>(0)
     let openConnections = Atomic<Int>(0)
+    /// The body of the latest API request, for tests that check what a client sent upstream.
+    let lastBody = Mutex<[UInt8]>([])
 
     func snapshot() -> EmulatorStats {
         EmulatorStats(
@@ -160,7 +162,13 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             play(.json(200, counters.json), keepAlive: keepAlive, counted: false, context: context)
             return
         }
+        if requestHead.method == .GET, requestHead.uri.split(separator: "?").first == "/_emulator/last-request" {
+            let body = counters.lastBody.withLock { (try? JSONParser.parse(bytes: $0)) ?? .null }
+            play(.json(200, body), keepAlive: keepAlive, counted: false, context: context)
+            return
+        }
         counters.requests.add(1, ordering: .relaxed)
+        counters.lastBody.withLock { $0 = body }
         let reply =
             bodyTooLarge
             ? Reply.json(413, ["detail": "Request body too large"])

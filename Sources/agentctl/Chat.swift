@@ -23,6 +23,11 @@ struct Chat: ParsableCommand {
         completion: .file())
     var socket: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Continue this session (^[A-Za-z0-9._:-]{1,128}$); agentd keeps its history.", valueName: "name"))
+    var session: String?
+
     @Flag(help: "Print the event lines as they arrive, as JSON.") var json = false
 
     @Flag(help: "Ask for the whole reply at once (stream:false) and print it when done.") var noStream = false
@@ -44,26 +49,33 @@ struct Chat: ParsableCommand {
     }
 
     func run() throws {
-        let input = text ?? readStandardInput()
-        guard !input.isEmpty else {
-            throw AgentctlError(
-                exitCode: AgentctlExit.usage, message: "no message: give TEXT or pipe it on standard input")
-        }
-        var request: JSONObject = ["id": 1]
+        var request: JSONObject = [:]
         if socket == nil {
             request["command"] = "chat"
             request["agent"] = .string(agent)
         }
-        request["input"] = .string(input)
         if noStream { request["stream"] = false }
         let options = try requestOptions()
         if !options.isEmpty { request["options"] = .object(options) }
-
-        let session =
+        let interactive = text == nil && isatty(STDIN_FILENO) == 1
+        let input = interactive ? "" : text ?? readStandardInput()
+        guard interactive || !input.isEmpty else {
+            throw AgentctlError(
+                exitCode: AgentctlExit.usage, message: "no message: give TEXT or pipe it on standard input")
+        }
+        let daemon =
             try socket.map { path throws(AgentctlError) in try DaemonSession(path: path) } ?? connection.connect()
+        if interactive {
+            // A name of its own, so that two chats at once never share a history.
+            let name = session ?? "chat-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+            return try InteractiveChat(connection: daemon, base: request, session: name, json: json).run()
+        }
+        request["id"] = 1
+        request["input"] = .string(input)
+        if let session { request["session"] = .string(session) }
         var printer = ReplyPrinter(json: json)
         defer { printer.finish() }
-        try session.exchange(.object(request)) { event, line in printer.handle(event, line: line) }
+        try daemon.exchange(.object(request)) { event, line in printer.handle(event, line: line) }
     }
 
     /// `--option key=value` pairs as the request's `options` object.
@@ -98,7 +110,7 @@ struct Chat: ParsableCommand {
 
 /// Prints a chat's events: reply text to stdout as it arrives, tool calls to stderr, or
 /// every event line as received with `--json`.
-private struct ReplyPrinter {
+struct ReplyPrinter {
     let json: Bool
     /// Whether stdout holds reply text not yet ended by a newline.
     private var lineOpen = false

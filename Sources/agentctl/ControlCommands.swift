@@ -93,17 +93,17 @@ struct Status: ParsableCommand {
         if hours > 0 { return "\(hours)h \(minutes)m \(rest)s" }
         return minutes > 0 ? "\(minutes)m \(rest)s" : "\(rest)s"
     }
+}
 
-    /// UTC, so the output does not depend on the caller's zone.
-    private func timestamp(_ seconds: Double?) -> String {
-        guard let seconds else { return "?" }
-        var time = time_t(seconds)
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        var buffer = [CChar](repeating: 0, count: 32)
-        let count = strftime(&buffer, buffer.count, "%Y-%m-%d %H:%M:%S UTC", &parts)
-        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+/// UTC, so the output does not depend on the caller's zone.
+func timestamp(_ seconds: Double?) -> String {
+    guard let seconds else { return "?" }
+    var time = time_t(seconds)
+    var parts = tm()
+    gmtime_r(&time, &parts)
+    var buffer = [CChar](repeating: 0, count: 32)
+    let count = strftime(&buffer, buffer.count, "%Y-%m-%d %H:%M:%S UTC", &parts)
+    return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 struct Reload: ParsableCommand {

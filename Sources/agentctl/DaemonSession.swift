@@ -80,7 +80,7 @@ struct ConnectionOptions: ParsableArguments {
 
 /// One connection to agentd: requests out, events back until each request's terminal event.
 struct DaemonSession {
-    private let client: LineSocketClient
+    let client: LineSocketClient
 
     init(path: String) throws(AgentctlError) {
         do {
@@ -116,10 +116,14 @@ struct DaemonSession {
         throw .requestFailed("agentd closed the connection to \(client.path) before answering")
     }
 
-    /// Runs a control command and returns its `result` event.
-    func command(_ name: String) throws(AgentctlError) -> (result: JSONValue, line: [UInt8]) {
+    /// Runs a control command, with `fields` beside `command`, and returns its `result` event.
+    func command(_ name: String, _ fields: JSONObject = [:]) throws(AgentctlError) -> (result: JSONValue, line: [UInt8])
+    {
         var raw: [UInt8] = []
-        let result = try exchange(["id": 1, "command": .string(name)]) { _, line in raw = line }
+        var request = fields
+        request["id"] = 1
+        request["command"] = .string(name)
+        let result = try exchange(.object(request)) { _, line in raw = line }
         return (result, raw)
     }
 }

@@ -79,6 +79,7 @@ struct Results {
     /// Agent count, the socket directory's file system, exec→READY and SIGHUP→READY in
     /// milliseconds (one value per round).
     var startTimes: [(count: Int, fileSystem: String, start: Spread, reload: Spread)] = []
+    var sessions: SessionFigures?
 }
 
 /// A bench-owned agentd (with its own directory, config and NOTIFY_SOCKET).
@@ -96,7 +97,7 @@ final class DaemonUnderTest {
             name: "agentd", executable: binary,
             arguments: [
                 "--config", "\(directory)/agentd.yaml", "--agents-dir", "\(directory)/agents.d", "--socket-dir",
-                socketDir,
+                socketDir, "--state-dir", "\(directory)/state",
             ],
             environment: [
                 "NOTIFY_SOCKET": notify.path, "MISTRAL_API_KEY": apiKey,
@@ -156,6 +157,7 @@ struct Bench {
         let generator = LoadGenerator(threads: 2)
         defer { generator.shutdown() }
         try measureLoad(emulator: emulator, port: port, generator: generator, into: &results)
+        try measureSessions(port: port, into: &results)
         try measureStartAndReload(port: port, into: &results)
         results.machine.runEnded()
         return results
@@ -335,7 +337,7 @@ struct Bench {
         }
     }
 
-    private func makeDaemonDirectory(_ name: String, agents: [String: String]) throws -> String {
+    func makeDaemonDirectory(_ name: String, agents: [String: String]) throws -> String {
         let directory = "\(workDirectory)/\(name)"
         try FileManager.default.createDirectory(atPath: "\(directory)/agents.d", withIntermediateDirectories: true)
         try Self.daemonConfig.write(toFile: "\(directory)/agentd.yaml", atomically: false, encoding: .utf8)

@@ -9,7 +9,8 @@ struct Report {
     var markdown: String {
         var text = "## Machine\n\n\(results.machine.markdown)\n\n"
         text += results.quick ? "Quick run (`BENCH_QUICK=1`): fewer rounds and requests.\n\n" : ""
-        text += latency + "\n" + throughput + "\n" + concurrency + "\n" + startAndReload + "\n" + targets
+        text +=
+            latency + "\n" + throughput + "\n" + concurrency + "\n" + sessions + "\n" + startAndReload + "\n" + targets
         return text
     }
 
@@ -133,6 +134,38 @@ struct Report {
         return text
     }
 
+    private var sessions: String {
+        guard let figures = results.sessions else { return "" }
+        var text = """
+            ## Sessions: time to first text, milliseconds
+
+            One client, one request at a time, the three kinds interleaved; each asks for
+            \(results.plan.words) words. The session holds 50 turns (100 messages) throughout: its agent
+            keeps at most 100 messages, so each turn appended drops the oldest.
+
+            | request | p50 | p90 | p99 | requests |
+            |---|---:|---:|---:|---:|
+
+            """
+        for (name, values) in [
+            ("stateless, one message", figures.stateless),
+            ("stateless, the same 50 turns sent in `messages`", figures.statelessWithHistory),
+            ("`session` with a 50-turn history", figures.session),
+        ] {
+            let cells = Self.percentiles.map { fixed(percentile(values, $0.1) ?? .nan, 3) }
+            text += "| \(name) | \(cells.joined(separator: " | ")) | \(values.count) |\n"
+        }
+        return text
+    }
+
+    /// The session's p50 time to first text minus the stateless one's.
+    private var sessionAdded: Double? {
+        guard let figures = results.sessions, let session = percentile(figures.session, 0.5),
+            let stateless = percentile(figures.stateless, 0.5)
+        else { return nil }
+        return session - stateless
+    }
+
     private var targets: String {
         var rows: [(String, String, Bool?)] = []
         func level(_ concurrency: Int) -> [RoundFigures]? {
@@ -159,6 +192,10 @@ struct Report {
             let fits = hold.held >= 10_000 && results.holdRSS <= 1_073_741_824
             let note = "\(hold.held) held in \(mib(results.holdRSS))"
             rows.append(("10,000 streams in ≤ 1 GiB", note, hold.requested >= 10_000 ? fits : nil))
+        }
+        if let value = sessionAdded {
+            rows.append(
+                ("added time to first text of a 50-turn session, p50 ≤ 0.5 ms", "\(fixed(value, 3)) ms", value <= 0.5))
         }
         rows.append(("idle RSS ≤ 30 MiB", mib(results.idleRSS), results.idleRSS <= 30 * 1_048_576))
         if let thousand = results.startTimes.first(where: { $0.count == 1000 }) {

@@ -25,6 +25,9 @@ struct Agentd: AsyncParsableCommand {
     @Option(help: "Directory for the sockets; overrides socket_dir.")
     var socketDir: String?
 
+    @Option(help: "Directory for the sessions database, or `memory`; overrides state_dir.")
+    var stateDir: String?
+
     @Flag(help: "Validate the configuration and every agent file, print all diagnostics, bind nothing.")
     var check = false
 
@@ -40,11 +43,12 @@ struct Agentd: AsyncParsableCommand {
         }
     }
 
-    /// `--agents-dir` and `--socket-dir` win over the file.
+    /// `--agents-dir`, `--socket-dir` and `--state-dir` win over the file.
     private func applyingOverrides(to config: DaemonConfig) -> DaemonConfig {
         var config = config
         if let agentsDir { config.agentsDir = agentsDir }
         if let socketDir { config.socketDir = socketDir }
+        if let stateDir { config.stateDir = stateDir }
         return config
     }
 

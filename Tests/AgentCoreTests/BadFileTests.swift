@@ -80,6 +80,10 @@ enum Fixtures {
         BadFile("bad-tools.yaml", 6, 11, "tools[2].name: duplicate tool name 'lookup' (first at 4:11)"),
         BadFile("bad-tools.yaml", 8, 5, "unknown key 'paramters' in tools[3] (did you mean 'parameters'?)"),
         BadFile("bad-tools.yaml", 9, 21, "tool_choice.name: names no defined tool 'missing_tool' (defined: fetch)"),
+        BadFile("bad-sessions.yaml", 2, 17, "sessions.ttl: expected a duration such as 30s, 2m or 24h, got a number"),
+        BadFile("bad-sessions.yaml", 2, 35, "sessions.max_messages: must be between 1 and 100000, got 0"),
+        BadFile("bad-sessions.yaml", 2, 49, "sessions.max_bytes: unknown unit 'TB' in '2TB'; use B, KiB, MiB or GiB"),
+        BadFile("bad-sessions.yaml", 2, 54, "sessions.max_sessions: is daemon-wide; set it in agentd.yaml"),
         BadFile(
             "conversations-parallel.yaml", 3, 1,
             "'parallel_tool_calls' is not available with agent_api: conversations (Mistral's completion_args have no parallel_tool_calls); use agent_api: completions"

@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import LLM
+import Sessions
 import Testing
 
 @testable import AgentCore
@@ -21,6 +22,10 @@ struct DaemonConfigTests {
         #expect(empty.shutdownGrace == .seconds(30))
         #expect(empty.logLevel == .info)
         #expect(empty.logContent == false)
+        #expect(empty.stateDir == "/var/lib/agentd")
+        #expect(
+            empty.sessions
+                == SessionLimits(ttl: .seconds(86400), maxMessages: 200, maxBytes: 1 << 20, maxSessions: 10_000))
         let missingDefault = try DaemonConfig.load(path: "/nonexistent/agentd.yaml", explicit: false).get()
         #expect(missingDefault == DaemonConfig())
     }
@@ -52,6 +57,8 @@ struct DaemonConfigTests {
         expected.shutdownGrace = .milliseconds(1500)
         expected.logLevel = .debug
         expected.logContent = true
+        expected.stateDir = "/srv/agentd-state"
+        expected.sessions = SessionLimits(ttl: .seconds(12 * 3600), maxMessages: 50, maxBytes: 65536, maxSessions: 500)
         #expect(config == expected)
     }
 
@@ -68,6 +75,9 @@ struct DaemonConfigTests {
             (6, 1, "unknown key 'max_conections' (did you mean 'max_connections'?)"),
             (7, 17, "shutdown_grace: expected a duration such as 500ms, 30s or 2m, got a number"),
             (8, 12, "log_level: must be one of debug, info, notice, warning, error, got 'verbose'"),
+            (9, 17, "sessions.ttl: unknown unit 'd' in '1d'; use ms, s, m or h"),
+            (9, 32, "sessions.max_bytes: must be between 1024 and 1073741824 bytes, got 3"),
+            (9, 35, "unknown key 'max_session' in sessions (did you mean 'max_sessions'?)"),
         ].map { Diagnostic(file: file, line: $0.0, column: $0.1, message: $0.2) }
         #expect(DaemonConfig.load(path: file, explicit: true) == .failure(DiagnosticList(expected)))
     }

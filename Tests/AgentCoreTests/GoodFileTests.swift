@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import LLM
+import Sessions
 import Testing
 import Tools
 import YAML
@@ -55,6 +56,9 @@ struct GoodAgentFileTests {
         limits.maxRequestBytes = 4096
         #expect(agent.limits == limits)
         #expect(agent.retry == RetryPolicy(attempts: 5, baseDelay: .milliseconds(100), maxDelay: .seconds(3)))
+        #expect(agent.sessions == SessionOverrides(ttl: .seconds(7200), maxMessages: 40, maxBytes: 1 << 20))
+        let sessionLimits = agent.sessions.applied(to: SessionLimits(maxSessions: 7))
+        #expect(sessionLimits == SessionLimits(ttl: .seconds(7200), maxMessages: 40, maxBytes: 1 << 20, maxSessions: 7))
     }
 
     @Test("agent mode with the completions API and `model: ag:...` as the id")
@@ -109,6 +113,7 @@ struct GoodAgentFileTests {
         #expect(
             agent.limits.maxConcurrent == 16 && agent.limits.queue == 64 && agent.limits.maxRequestBytes == 1_048_576)
         #expect(agent.retry == RetryPolicy())
+        #expect(agent.sessions == SessionOverrides())
     }
 
     @Test("agent mode defaults to the conversations API")
@@ -142,6 +147,19 @@ struct ValueFormatTests {
         #expect(try ConfigValues.duration("2m").get() == .seconds(120))
         for bad in ["", "30", "2h", "1.5s", "-1s", "0s", "s", " 30s"] {
             #expect(throws: OptionProblem.self, "\(bad)") { try ConfigValues.duration(bad).get() }
+        }
+        #expect(try ConfigValues.duration("24h", hours: true).get() == .seconds(86400))
+        #expect(throws: OptionProblem.self) { try ConfigValues.duration("1d", hours: true).get() }
+    }
+
+    @Test("sizes are bytes or binary units")
+    func byteSizes() throws {
+        #expect(try ConfigValues.byteSize("4096").get() == 4096)
+        #expect(try ConfigValues.byteSize("64KiB").get() == 65536)
+        #expect(try ConfigValues.byteSize("1MiB").get() == 1 << 20)
+        #expect(try ConfigValues.byteSize("2GiB").get() == 2 << 30)
+        for bad in ["", "1MB", "1.5MiB", "-1", "KiB", "99999999999999999999GiB"] {
+            #expect(throws: OptionProblem.self, "\(bad)") { try ConfigValues.byteSize(bad).get() }
         }
     }
 

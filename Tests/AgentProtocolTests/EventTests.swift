@@ -42,6 +42,11 @@ import Testing
         #expect(done["text"] == "hi")
         #expect(done["tool_calls"] == [])
         #expect(done["model"] == nil)
+        #expect(done["session"] == nil)
+        let continued = Event.done(
+            id: .int(2), text: "hi", toolCalls: [], finishReason: "stop", usage: [:], model: nil,
+            extras: Event.DoneExtras(session: "s1"))
+        #expect(continued["session"] == "s1")
     }
 
     @Test func requestIDsAreStringsOrIntegersOnly() {
@@ -57,7 +62,8 @@ import Testing
             codes == [
                 "bad_request", "request_too_large", "unknown_request", "unknown_agent", "forbidden", "overloaded",
                 "cancelled", "timeout", "upstream_auth", "upstream_rate_limited", "upstream_rejected",
-                "upstream_unavailable", "upstream_protocol", "agent_error", "shutting_down", "step_limit", "internal",
+                "upstream_unavailable", "upstream_protocol", "agent_error", "shutting_down", "session_busy",
+                "step_limit", "internal",
             ])
     }
 }

@@ -35,6 +35,14 @@ import Testing
         #expect(request.options == nil)
     }
 
+    @Test func sessionNamesOfThePatternAreKeptUpTo128Bytes() throws {
+        #expect(try chat(#"{"input":"Hi"}"#).session == nil)
+        #expect(try chat(#"{"input":"Hi","session":"s1.A_b:c-9"}"#).session == "s1.A_b:c-9")
+        let longest = String(repeating: "x", count: 128)
+        #expect(try chat(#"{"input":"Hi","session":"\#(longest)"}"#).session == longest)
+        #expect(rejection(#"{"input":"Hi","session":"\#(longest)x"}"#)?.info.message.hasPrefix("session:") == true)
+    }
+
     @Test func aRequestWithoutAnIDGetsOneAssigned() throws {
         #expect(try chat(#"{"input":"Hi"}"#).id == .string("assigned"))
         #expect(try chat(#"{"id":7,"input":"Hi"}"#).id == .int(7))
@@ -179,7 +187,7 @@ import Testing
         (#"{"id":"a","messages":[]}"#, .string("a"), "messages: is empty and there is no input"),
         (
             #"{"id":"a","input":"x","extra":1}"#, .string("a"),
-            "extra: unknown field (expected one of id, input, messages, options, stream)"
+            "extra: unknown field (expected one of id, input, messages, options, session, stream)"
         ),
         (
             #"{"id":"a","messages":[{"role":"robot","content":"x"}]}"#, .string("a"),
@@ -195,6 +203,9 @@ import Testing
         ),
         (#"{"id":"a","input":"x","stream":"yes"}"#, .string("a"), "stream: must be true or false, got string"),
         (#"{"id":"a","input":"x","options":[]}"#, .string("a"), "options: must be an object, got array"),
+        (#"{"id":"a","input":"x","session":7}"#, .string("a"), "session: must be a string, got number"),
+        (#"{"id":"a","input":"x","session":""}"#, .string("a"), "session: must match ^[A-Za-z0-9._:-]{1,128}$"),
+        (#"{"id":"a","input":"x","session":"a b"}"#, .string("a"), "session: must match ^[A-Za-z0-9._:-]{1,128}$"),
     ])
     func badLinesAreRejectedNamingTheField(line: String, id: RequestID?, message: String) {
         let error = rejection(line)

@@ -92,7 +92,8 @@ private struct FullQueue: Admission {
         admission: some Admission = FreeSlot(), handle: RequestHandle = RequestHandle()
     ) async -> RequestReport {
         await runner(llm).run(
-            request, on: definition, admission: admission, handle: handle, peer: nil, sink: sink, beforeTerminal: {})
+            request, on: definition, admission: admission, handle: handle, peer: nil, sink: sink,
+            beforeTerminal: { _ in })
     }
 
     private func runner(_ llm: ScriptedLLM) -> RequestRunner {
@@ -251,7 +252,7 @@ private struct FullQueue: Admission {
             let sink = CollectingSink()
             _ = await runner.run(
                 ChatRequest(id: .int(13), messages: [ChatMessage(role: .user, content: "q")]), on: definition,
-                admission: FreeSlot(), handle: RequestHandle(), peer: nil, sink: sink, beforeTerminal: {})
+                admission: FreeSlot(), handle: RequestHandle(), peer: nil, sink: sink, beforeTerminal: { _ in })
             #expect(sink.types == expected)
             #expect((sink.sent.joined().last?["reasoning"] != nil) == (definition.reasoning == .stream))
         }

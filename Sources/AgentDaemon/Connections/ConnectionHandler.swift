@@ -144,10 +144,11 @@ struct ConnectionHandler: Sendable {
                         id: request.id,
                         ErrorInfo(
                             code: .badRequest,
-                            message: "command: required on the control socket (list, status, reload, chat)")))
+                            message: "command: required on the control socket (\(ControlCommands.names))")))
                 return nil
             }
-            return try await admit(request, to: agent, state: state, peer: peer, sink: sink, executor: executor)
+            return try await admit(
+                request, to: agent, state: state, peer: peer, checksAccess: true, sink: sink, executor: executor)
         case .success(.control(let id, let command, let body)):
             // The decoder takes commands on the control socket only.
             guard case .control(let control) = route else { return nil }
@@ -157,18 +158,23 @@ struct ConnectionHandler: Sendable {
                     try await sink.send(Event.error(id: id, error.info))
                     return nil
                 case .success(let (request, agent)):
-                    return try await admit(request, to: agent, state: state, peer: nil, sink: sink, executor: executor)
+                    // The control socket is the administrator's: no `allow` applies, yet the
+                    // peer still owns the sessions it uses.
+                    return try await admit(
+                        request, to: agent, state: state, peer: peer, checksAccess: false, sink: sink,
+                        executor: executor)
                 }
             }
-            let reply = await control.run(id: id, command: command, body: body)
+            let reply = await control.run(
+                id: id, command: command, body: body, peerUID: peer?.uid ?? SessionStorage.daemonUID)
             try await sink.send(reply)
             return nil
         }
     }
 
     private func admit(
-        _ request: ChatRequest, to agent: AgentRuntime, state: ConnectionState, peer: PeerIdentity?, sink: ChannelSink,
-        executor: EventLoopExecutor
+        _ request: ChatRequest, to agent: AgentRuntime, state: ConnectionState, peer: PeerIdentity?, checksAccess: Bool,
+        sink: ChannelSink, executor: EventLoopExecutor
     ) async throws -> (@Sendable () async -> Void)? {
         if tracker.isShuttingDown {
             try await sink.send(
@@ -184,7 +190,7 @@ struct ConnectionHandler: Sendable {
                     ErrorInfo(code: .unknownAgent, message: "agent \(agent.name) was removed by a reload")))
             return nil
         }
-        if let peer, await !peer.isAllowed(by: agent.definition.allow) {
+        if checksAccess, let peer, await !peer.isAllowed(by: agent.definition.allow) {
             let user = await peer.names().user ?? "unknown user"
             try await sink.send(
                 Event.error(

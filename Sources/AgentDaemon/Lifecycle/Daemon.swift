@@ -5,6 +5,7 @@ import Glibc
 import LLM
 import Logging
 import MCPServers
+import Sessions
 import Synchronization
 import Systemd
 
@@ -35,6 +36,8 @@ public struct Daemon: Sendable {
         let registry: AgentRegistry
         let reloads: ReloadCoordinator
         let controlListener: Listener
+        let sessions: SessionStorage
+        let sweeper: Task<Void, Never>
         let mcp: MCPSupervisor
     }
 
@@ -44,8 +47,8 @@ public struct Daemon: Sendable {
     }
 
     let config: DaemonConfig
-    /// agentd.yaml as named with `--config` (nil: the default path): a reload reads its
-    /// `mcp_servers` again.
+    /// The `--config` file, nil for the default one; reloads re-read its `sessions` and
+    /// `mcp_servers`.
     let configFile: String?
     let logger: Logger
     private let notifier = SystemdNotifier()
@@ -112,8 +115,12 @@ public struct Daemon: Sendable {
         }
         let mcp = MCPSupervisor(clientVersion: BuildInfo.version, logger: logger)
         let mcpReload = MCPReload(supervisor: mcp, configFile: configFile, initial: config.mcpServers)
-        let tools = ServerTools(defaultWorkingDirectory: "/", logger: logger, logContent: config.logContent, mcp: mcp)
-        let runner = RequestRunner(client: client, tools: tools, logger: logger, logContent: config.logContent)
+        let sessions = SessionStorage(config: config, configFile: configFile, logger: logger)
+        let tools = ServerTools(
+            defaultWorkingDirectory: sessions.workingDirectory, logger: logger, logContent: config.logContent, mcp: mcp)
+        let runner = RequestRunner(
+            client: client, tools: tools, logger: logger, logContent: config.logContent,
+            sessions: SessionService(store: sessions.store, locks: sessions.locks) { sessions.defaults })
         let requestCounter = Atomic<UInt64>(0)
         let pid = getpid()
         let makeID: @Sendable () -> RequestID = {
@@ -132,14 +139,19 @@ public struct Daemon: Sendable {
         let notifier = notifier
         let reloads = ReloadCoordinator {
             notifier.reloading()
-            let report = await mcpReload.load(
+            var report = await mcpReload.load(
                 into: registry, agentsDir: config.agentsDir, rereadConfig: true, logger: logger)
+            // Both read agentd.yaml again: an invalid one is reported once.
+            for diagnostic in sessions.reread(logger: logger) where !report.errors.contains(diagnostic) {
+                report.errors.append(diagnostic)
+            }
             lastReload.report = report
             notifier.ready(status: registry.readyStatus(after: report, verb: "Reloaded"))
             return report
         }
         let control = ControlCommands(
-            registry: registry, tracker: tracker, reloads: reloads, startedAt: .now, lastReload: lastReload, mcp: mcp)
+            registry: registry, tracker: tracker, reloads: reloads, sessions: sessions.store, startedAt: .now,
+            lastReload: lastReload, mcp: mcp)
 
         do {
             try Self.makeDirectory(config.socketDir)
@@ -177,7 +189,7 @@ public struct Daemon: Sendable {
             "Ready", metadata: ["agents": "\(registry.all.count)", "socket_dir": "\(config.socketDir)"])
         return Services(
             client: client, tracker: tracker, registry: registry, reloads: reloads, controlListener: controlListener,
-            mcp: mcp)
+            sessions: sessions, sweeper: sessions.sweep(every: .seconds(60), logger: logger), mcp: mcp)
     }
 
     /// Reloads on SIGHUP and keeps the watchdog fed; returns at SIGTERM or SIGINT.
@@ -226,6 +238,9 @@ public struct Daemon: Sendable {
         await services.controlListener.connectionsEnded()
         for entry in services.registry.all { await entry.listener.connectionsEnded() }
         services.client.shutdown()
+        services.sweeper.cancel()
+        // Checkpoints the WAL into the database file.
+        await services.sessions.store.close()
         logger.notice("Stopped")
     }
 

@@ -96,7 +96,8 @@ final class AgentRuntime: Sendable {
     func count(_ update: (inout Counters) -> Void) { counterStore.withLock { update(&$0) } }
 
     /// Runs one admitted request on the definition in service now, keeping the counters of
-    /// `status`; the limiter place is given back when the request has ended.
+    /// `status` (brought up to date before the request's terminal event goes out); the limiter
+    /// place is given back when the request has ended.
     func serve(
         _ request: ChatRequest, with runner: RequestRunner, reservation: ConcurrencyLimiter.Reservation,
         handle: RequestHandle, peer: RequestRunner.Peer?, sink: some EventSink,
@@ -106,12 +107,18 @@ final class AgentRuntime: Sendable {
             $0.requests += 1
             $0.inFlight += 1
         }
-        let report = await runner.run(
+        _ = await runner.run(
             request, on: definition, admission: reservation, handle: handle, peer: peer, sink: sink,
-            beforeTerminal: beforeTerminal)
+            beforeTerminal: { report in
+                self.record(report)
+                beforeTerminal()
+            })
         reservation.finish()
+        count { $0.inFlight -= 1 }
+    }
+
+    private func record(_ report: RequestReport) {
         count { counters in
-            counters.inFlight -= 1
             counters.toolCalls += report.toolCalls
             counters.toolErrors += report.toolErrors
             switch report.outcome {

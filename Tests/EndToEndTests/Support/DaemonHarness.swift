@@ -13,6 +13,8 @@ final class DaemonHarness: @unchecked Sendable {
     var agentsDir: String { "\(directory.path)/agents.d" }
     var socketDir: String { "\(directory.path)/run" }
     var controlPath: String { "\(socketDir)/control.sock" }
+    /// Every test daemon keeps its sessions here, never in /var/lib/agentd.
+    var stateDir: String { "\(directory.path)/state" }
     func socketPath(_ agent: String) -> String { "\(socketDir)/agents/\(agent).sock" }
 
     /// `agents` maps file names to YAML; `config` is the daemon config's YAML.
@@ -31,8 +33,10 @@ final class DaemonHarness: @unchecked Sendable {
     {
         let child = try ChildProcess(
             "\(productsDirectory)/agentd",
-            ["--config", "\(directory.path)/agentd.yaml", "--agents-dir", agentsDir, "--socket-dir", socketDir]
-                + extraArguments,
+            [
+                "--config", "\(directory.path)/agentd.yaml", "--agents-dir", agentsDir, "--socket-dir", socketDir,
+                "--state-dir", stateDir,
+            ] + extraArguments,
             environment: [
                 "NOTIFY_SOCKET": notify.path, "MISTRAL_API_KEY": Emulator.apiKey, "MISTRAL_BASE_URL": emulator.baseURL,
             ].merging(environment) { $1 },

@@ -141,8 +141,14 @@ final class Emulator: @unchecked Sendable {
         baseURL = "http://\(address)"
     }
 
-    /// `GET /_emulator/stats` over a raw socket: no HTTP client needed.
-    func stats() throws -> JSONValue {
+    /// `GET /_emulator/stats`.
+    func stats() throws -> JSONValue { try get("/_emulator/stats") }
+
+    /// `GET /_emulator/last-request`: the body of the latest API request the emulator received.
+    func lastRequest() throws -> JSONValue { try get("/_emulator/last-request") }
+
+    /// A GET of one of the emulator's own JSON endpoints over a raw socket: no HTTP client needed.
+    private func get(_ path: String) throws -> JSONValue {
         let hostPort = baseURL.replacingOccurrences(of: "http://", with: "").split(separator: ":")
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }
@@ -156,7 +162,7 @@ final class Emulator: @unchecked Sendable {
             }
         }
         guard connected == 0 else { throw TestFailure("cannot reach the emulator") }
-        let request = "GET /_emulator/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         _ = request.withCString { send(descriptor, $0, strlen($0), 0) }
         var response: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -166,7 +172,9 @@ final class Emulator: @unchecked Sendable {
             response.append(contentsOf: buffer[0..<count])
         }
         let text = String(decoding: response, as: UTF8.self)
-        guard let body = text.components(separatedBy: "\r\n\r\n").last else { throw TestFailure("no stats body") }
+        guard let body = text.components(separatedBy: "\r\n\r\n").last else {
+            throw TestFailure("no body from \(path)")
+        }
         return try JSONParser.parse(body)
     }
 
