@@ -59,6 +59,7 @@ expected=$(
 /usr/local/lib/sysusers.d/agentd.conf
 /usr/local/libexec/agentd/mistral-emulator
 /usr/local/share/bash-completion/completions/agentctl
+/usr/local/share/doc/agentd/examples/agents.d/clock.yaml
 /usr/local/share/doc/agentd/examples/agents.d/orders.yaml
 /usr/local/share/doc/agentd/examples/agents.d/researcher.yaml
 /usr/local/share/doc/agentd/examples/agents.d/support.yaml
