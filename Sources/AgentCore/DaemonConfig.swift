@@ -27,6 +27,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var logLevel: LogLevel = .info
     /// Prompts and replies are logged only when true.
     public var logContent = false
+    /// Where `GET /metrics` is served; nil: no listener (the control `metrics` command still answers).
+    public var metricsListen: MetricsListen?
 
     public init() {}
 
@@ -66,7 +68,7 @@ private struct DaemonConfigReader {
 
     private static let keys = [
         "agents_dir", "socket_dir", "socket_group", "control_socket", "mistral", "max_connections",
-        "shutdown_grace", "log_level", "log_content",
+        "shutdown_grace", "log_level", "log_content", "metrics",
     ]
 
     mutating func read(_ root: YAMLNode) -> DaemonConfig {
@@ -111,6 +113,14 @@ private struct DaemonConfigReader {
             config.logLevel = LogLevel(rawValue: level) ?? config.logLevel
         }
         if let node = fields["log_content"] { config.logContent = checker.bool(node, path: "log_content") ?? false }
+        if let node = fields["metrics"], let metrics = checker.fields(of: node, path: "metrics", known: ["listen"]),
+            let listen = metrics["listen"], let text = checker.nonEmptyString(listen, path: "metrics.listen")
+        {
+            switch MetricsListen.parse(text) {
+            case .success(let address): config.metricsListen = address
+            case .failure(let error): checker.error(listen, "metrics.listen: \(error)")
+            }
+        }
         return config
     }
 

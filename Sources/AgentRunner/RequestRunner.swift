@@ -61,10 +61,12 @@ public struct RequestRunner: Sendable {
     }
 
     /// `beforeTerminal` runs just before the terminal event is written, so the connection can
-    /// free the request's id for reuse by the time the client reads that event.
+    /// free the request's id for reuse by the time the client reads that event. `observer`
+    /// hears of the request's upstream calls, first text and tool runs.
     public func run(
         _ request: ChatRequest, on definition: AgentDefinition, admission: some Admission, handle: RequestHandle,
-        peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable () -> Void
+        peer: Peer?, sink: some EventSink, observer: (any RequestObserver)? = nil,
+        beforeTerminal: @escaping @Sendable () -> Void
     ) async -> RequestReport {
         let started = ContinuousClock.now
         // Built only for messages the log level lets through: most requests log none.
@@ -89,7 +91,7 @@ public struct RequestRunner: Sendable {
         do {
             let completion = try await execute(
                 request, definition: definition, admission: admission, sink: sink, tally: &tally,
-                logMetadata: metadata([:]), beforeTerminal: beforeTerminal)
+                observer: observer, started: started, logMetadata: metadata([:]), beforeTerminal: beforeTerminal)
             if logContent { logger.info("Reply", metadata: metadata(["content": "\(completion.text)"])) }
             outcome = .done(completion)
         } catch is SinkClosed {
@@ -125,7 +127,8 @@ public struct RequestRunner: Sendable {
 
     private func execute(
         _ request: ChatRequest, definition: AgentDefinition, admission: some Admission, sink: some EventSink,
-        tally: inout ToolTally, logMetadata: Logger.Metadata, beforeTerminal: @escaping @Sendable () -> Void
+        tally: inout ToolTally, observer: (any RequestObserver)?, started: ContinuousClock.Instant,
+        logMetadata: Logger.Metadata, beforeTerminal: @escaping @Sendable () -> Void
     ) async throws -> Completion {
         let options: GenerationOptions
         let maxSteps: Int
@@ -154,9 +157,12 @@ public struct RequestRunner: Sendable {
         // The assistant and tool messages this request adds: `done.messages`.
         var added: [ChatMessage] = []
         var sofar = Completion(text: "", toolCalls: [], finishReason: "stop", usage: Usage(), model: nil)
+        // Only the first batch with text is timed: one Bool test per batch after that.
+        var textSent = false
         for step in 1...maxSteps {
             var llmRequest = definition.llmRequest(messages: history, overrides: options)
             llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
+            llmRequest.observer = observer
             var reply: Completion?
             let addedSoFar = added
             try await client.run(llmRequest) {
@@ -183,6 +189,10 @@ public struct RequestRunner: Sendable {
                     }
                 }
                 if !lines.isEmpty { try await send(lines, to: sink) }
+                if !textSent, let observer, batch.contains(where: \.carriesText) {
+                    textSent = true
+                    observer.firstText(after: ContinuousClock.now - started)
+                }
             }
             guard let reply else {
                 throw ErrorInfo(code: .internal, message: "the upstream reply ended without a final event")
@@ -207,6 +217,7 @@ public struct RequestRunner: Sendable {
                 logMetadata: logMetadata)
             tally.calls += results.count
             tally.errors += results.filter { !$0.ok }.count
+            for result in results { observer?.toolRan(result.name, ok: result.ok) }
             added += results.map(\.message)
             history += results.map(\.message)
             if !clientCalls.isEmpty {

@@ -74,6 +74,8 @@ final class StatsCounters: Sendable {
     let requests = Atomic<Int>(0)
     let activeStreams = Atomic<Int>(0)
     let openConnections = Atomic<Int>(0)
+    /// The `User-Agent` of the latest API request, so tests can check what a client sends.
+    let lastUserAgent = Mutex<String?>(nil)
 
     func snapshot() -> EmulatorStats {
         EmulatorStats(
@@ -86,6 +88,7 @@ final class StatsCounters: Sendable {
         return [
             "requests": .int(Int64(stats.requests)), "active_streams": .int(Int64(stats.activeStreams)),
             "open_connections": .int(Int64(stats.openConnections)),
+            "last_user_agent": lastUserAgent.withLock { $0 }.map(JSONValue.string) ?? .null,
         ]
     }
 }
@@ -161,6 +164,8 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             return
         }
         counters.requests.add(1, ordering: .relaxed)
+        let userAgent = requestHead.headers.first(name: "user-agent")
+        counters.lastUserAgent.withLock { $0 = userAgent }
         let reply =
             bodyTooLarge
             ? Reply.json(413, ["detail": "Request body too large"])

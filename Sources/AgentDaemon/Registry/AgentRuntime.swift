@@ -60,11 +60,14 @@ final class AgentRuntime: Sendable {
 
     let name: String
     let limiter: ConcurrencyLimiter
+    /// This agent's Prometheus series, resolved once for all its requests.
+    let metrics: AgentMetrics
     private let current: Mutex<(definition: AgentDefinition, state: State)>
     private let counterStore = Mutex(Counters())
 
-    init(definition: AgentDefinition) {
+    init(definition: AgentDefinition, metrics: AgentMetrics) {
         name = definition.name
+        self.metrics = metrics
         limiter = ConcurrencyLimiter(
             capacity: definition.limits.maxConcurrent, queueLimit: definition.limits.queue)
         current = Mutex((definition, .serving))
@@ -106,10 +109,12 @@ final class AgentRuntime: Sendable {
             $0.requests += 1
             $0.inFlight += 1
         }
+        let started = ContinuousClock.now
         let report = await runner.run(
             request, on: definition, admission: reservation, handle: handle, peer: peer, sink: sink,
-            beforeTerminal: beforeTerminal)
+            observer: metrics, beforeTerminal: beforeTerminal)
         reservation.finish()
+        metrics.ended(report.outcome, after: ContinuousClock.now - started)
         count { counters in
             counters.inFlight -= 1
             counters.toolCalls += report.toolCalls

@@ -15,15 +15,18 @@ final class LastReload: Sendable {
     }
 }
 
-/// The control socket's commands (CONTRACT §4): `list`, `status`, `reload`, `chat`.
+/// The control socket's commands (CONTRACT §4): `list`, `status`, `reload`, `metrics`, `chat`.
 struct ControlCommands: Sendable {
     let registry: AgentRegistry
     let tracker: ConnectionTracker
     let reloads: ReloadCoordinator
     let startedAt: ContinuousClock.Instant
     let lastReload: LastReload
+    let metrics: DaemonMetrics
+    let audit: AuditLog
 
-    func run(id: RequestID, command: String, body: JSONObject) async -> JSONValue {
+    /// `peer`: who sent the command, for the audit trail.
+    func run(id: RequestID, command: String, body: JSONObject, peer: PeerIdentity?) async -> JSONValue {
         switch command {
         case "list":
             if let extra = body.keys.first(where: { $0 != "id" && $0 != "command" }) {
@@ -33,15 +36,20 @@ struct ControlCommands: Sendable {
         case "status":
             return Event.result(id: id, key: "status", value: status())
         case "reload":
+            audit.reloadRequested(byControlPeer: peer)
             guard let report = await reloads.reload() else {
                 return Event.error(id: id, .shuttingDown)
             }
             return Event.result(id: id, key: "reload", value: report.json)
+        case "metrics":
+            let text = String(decoding: metrics.exposition(registry: registry, tracker: tracker), as: UTF8.self)
+            return Event.result(id: id, key: "text", value: .string(text))
         default:
             return Event.error(
                 id: id,
                 ErrorInfo(
-                    code: .badRequest, message: "command: unknown command \"\(command)\" (list, status, reload, chat)"))
+                    code: .badRequest,
+                    message: "command: unknown command \"\(command)\" (list, status, reload, metrics, chat)"))
         }
     }
 
