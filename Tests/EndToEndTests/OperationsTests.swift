@@ -28,10 +28,8 @@ import Testing
         _ = try harness.reload()
         _ = try harness.control(["id": 1, "command": "reload"])
 
-        let reply = try harness.control(["id": 2, "command": "metrics"])
-        #expect(reply["type"] == "result")
-        let text = try #require(reply["text"]?.stringValue)
-        for line in [
+        // A request is counted just after its terminal event is written: poll briefly.
+        let expected = [
             #"agentd_requests_total{agent="chat",outcome="done"} 3"#,
             #"agentd_requests_total{agent="guarded",outcome="forbidden"} 1"#,
             #"agentd_time_to_first_text_seconds_count{agent="chat"} 3"#,
@@ -43,9 +41,14 @@ import Testing
             #"agentd_in_flight{agent="chat"} 0.0"#,
             #"agentd_queue_depth{agent="chat"} 0.0"#,
             "agentd_sessions 0.0",
-        ] {
-            #expect(text.contains(line + "\n"), "missing \(line)")
+        ]
+        var text = ""
+        _ = try eventually {
+            let reply = try harness.control(["id": 2, "command": "metrics"])
+            text = reply["text"]?.stringValue ?? ""
+            return reply["type"] == "result" && expected.allSatisfy { text.contains($0 + "\n") }
         }
+        for line in expected { #expect(text.contains(line + "\n"), "missing \(line)") }
         #expect(text.contains(#"agentd_tokens_total{agent="chat",kind="completion"} "#))
         #expect(text.contains("# TYPE agentd_time_to_first_text_seconds histogram"))
         #expect(text.contains("agentd_connections "))

@@ -114,7 +114,7 @@ final class AgentRuntime: Sendable {
             request, on: definition, admission: reservation, handle: handle, peer: peer, sink: sink,
             observer: metrics, beforeTerminal: beforeTerminal)
         reservation.finish()
-        metrics.ended(report.outcome, after: ContinuousClock.now - started)
+        let elapsed = ContinuousClock.now - started
         count { counters in
             counters.inFlight -= 1
             counters.toolCalls += report.toolCalls
@@ -132,6 +132,8 @@ final class AgentRuntime: Sendable {
                 counters.errors += 1
             }
         }
+        // After `status`'s counters, which clients read right after the terminal event.
+        metrics.ended(report.outcome, after: elapsed)
     }
 
     /// The entry of `list`.
