@@ -146,7 +146,7 @@ struct ConnectionHandler: Sendable {
                         id: request.id,
                         ErrorInfo(
                             code: .badRequest,
-                            message: "command: required on the control socket (list, status, reload, chat)")))
+                            message: "command: required on the control socket (list, status, reload, metrics, chat)")))
                 return nil
             }
             return try await admit(request, to: agent, state: state, peer: peer, sink: sink, executor: executor)
