@@ -9,12 +9,19 @@ CONFIGURATION ?= debug
 # Build dependencies (bound as system libraries) and the tools the tests drive.
 BUILD_DEPS := pkg-config libyaml-dev libcurl4-openssl-dev libsystemd-dev libsqlite3-dev
 TEST_DEPS  := socat netcat-openbsd mandoc jq
+# The clients README.md and the `make run` banner use.
+CLIENT_DEPS := socat netcat-openbsd jq
+# `make deb` (dpkg-shlibdeps, lintian) and `make check-ops` (a real Prometheus and promtool).
+DEB_DEPS   := dpkg-dev binutils lintian
+OPS_DEPS   := $(DEB_DEPS) prometheus curl
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BIN = .build/$(CONFIGURATION)
 
 # `make install` builds with this configuration (check-ops may pass debug to save a build).
 INSTALL_CONFIGURATION ?= release
+# Extra `swift build` flags for `make install`; `make deb` passes --static-swift-stdlib.
+SWIFT_BUILD_FLAGS ?=
 INSTALL_BIN = .build/$(INSTALL_CONFIGURATION)
 BINDIR     = $(PREFIX)/bin
 LIBEXECDIR = $(PREFIX)/libexec/agentd
@@ -34,7 +41,7 @@ FISHCOMPDIR = $(PREFIX)/share/fish/vendor_completions.d
 MAN_PAGES   = man1/agentctl.1 man5/agentd.agents.5 man5/agentd.yaml.5 man8/agentd.8
 EXAMPLE_AGENTS = $(notdir $(wildcard agents.d/*.yaml))
 
-.PHONY: all deps test-deps mcp-venv build run test lint bench stress fuzz check-sanitizers install uninstall check-ops clean
+.PHONY: all deps test-deps mcp-venv build run test lint bench stress fuzz check-sanitizers install uninstall deb check-ops clean
 
 all: build
 
@@ -48,8 +55,9 @@ build: deps
 	$(SWIFT) build -c $(CONFIGURATION)
 
 # Serves agents.d/ from ./run/: against Mistral when MISTRAL_API_KEY is set, otherwise
-# against the bundled offline emulator.
+# against the bundled offline emulator. Installs the clients its banner names first.
 run: build
+	@./scripts/install-deps.sh $(CLIENT_DEPS)
 	@./scripts/run.sh $(BIN)
 
 # The real MCP servers (and the SDK of the fixture) the end-to-end tests run, pinned, from PyPI.
@@ -86,9 +94,9 @@ lint:
 # else $(PREFIX)/lib/systemd/system and $(PREFIX)/lib/sysusers.d. Afterwards, as root:
 # systemd-sysusers; systemctl daemon-reload; then see agentd(8), SYSTEMD.
 install: deps
-	$(SWIFT) build -c $(INSTALL_CONFIGURATION) --product agentd
-	$(SWIFT) build -c $(INSTALL_CONFIGURATION) --product agentctl
-	$(SWIFT) build -c $(INSTALL_CONFIGURATION) --product mistral-emulator
+	$(SWIFT) build -c $(INSTALL_CONFIGURATION) $(SWIFT_BUILD_FLAGS) --product agentd
+	$(SWIFT) build -c $(INSTALL_CONFIGURATION) $(SWIFT_BUILD_FLAGS) --product agentctl
+	$(SWIFT) build -c $(INSTALL_CONFIGURATION) $(SWIFT_BUILD_FLAGS) --product mistral-emulator
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(DOCDIR)/examples/agents.d \
@@ -116,9 +124,18 @@ uninstall:
 	-rmdir $(DESTDIR)$(DOCDIR)/examples/agents.d $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/agentctl $(DESTDIR)$(ZSHCOMPDIR)/_agentctl $(DESTDIR)$(FISHCOMPDIR)/agentctl.fish
 
-# Man page lint, the unit's verify and exposure score (<= 2.0), the installed tree, and the
-# unit driven by a real systemd user manager against the emulator.
+# agentd_VERSION_ARCH.deb in the repository root: the `make install` tree with PREFIX=/usr,
+# release binaries with the Swift standard library linked statically, a commented
+# /etc/agentd/agentd.yaml conffile, maintainer scripts (packaging/deb). See scripts/build-deb.sh.
+deb: deps
+	@./scripts/install-deps.sh $(DEB_DEPS)
+	@./scripts/build-deb.sh
+
+# Man page lint, the unit's verify and exposure score (<= 2.0), the installed tree, the unit
+# driven by a real systemd user manager against the emulator, a real Prometheus scraping
+# agentd, the `make run` banner run verbatim, and the .deb built, linted, installed and purged.
 check-ops: test-deps
+	@./scripts/install-deps.sh $(OPS_DEPS)
 	@scripts/ops-check.sh
 
 # Release build, then the emulator, agentd and a load generator on loopback; writes BENCHMARKS.md.

@@ -8,7 +8,13 @@
 #  4. a real systemd user manager starts the installed agentd with the unit's hardening
 #     against the offline emulator (READY, a request answered, SIGHUP reload adding an agent,
 #     a clean stop). Needs root (to create /run/systemd/system for that moment); skipped
-#     otherwise, saying so.
+#     otherwise, saying so;
+#  5. Debian's prometheus scrapes the installed agentd's metrics listener, and its query API
+#     returns agentd_requests_total and the TTFT histogram; promtool check metrics passes
+#     (scripts/prometheus-check.sh);
+#  6. `make run`'s banner commands work verbatim against `make run` (scripts/run-banner-check.sh);
+#  7. `make deb` builds a package that lintian passes, that installs with apt-get, links no
+#     shared Swift runtime, runs, and removes and purges cleanly (scripts/deb-check.sh, root).
 # INSTALL_CONFIGURATION=debug saves the release build while iterating.
 set -eu
 cd "$(dirname "$0")/.."
@@ -228,6 +234,9 @@ run_user_manager() {
 }
 run_user_manager
 
+# 5. A real Prometheus against the installed binaries.
+scripts/prometheus-check.sh "$prefix/bin" "$prefix/libexec/agentd/mistral-emulator"
+
 # 2, continued: uninstall removes exactly what install put there.
 make --no-print-directory uninstall DESTDIR="$dest" >"$work/uninstall.log" 2>&1 || {
     cat "$work/uninstall.log" >&2
@@ -236,4 +245,10 @@ make --no-print-directory uninstall DESTDIR="$dest" >"$work/uninstall.log" 2>&1 
 left=$(cd "$dest" && find . ! -type d)
 [ -z "$left" ] || fail "make uninstall left files: $left"
 step "make uninstall DESTDIR: nothing left"
+
+# 6. The first run, as the README tells it.
+scripts/run-banner-check.sh
+
+# 7. The Debian package.
+scripts/deb-check.sh
 step "all checks passed"

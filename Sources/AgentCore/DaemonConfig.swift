@@ -35,6 +35,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var sessions = SessionLimits.defaults
     /// The MCP servers agents may name, by name (§3 `mcp_servers`).
     public var mcpServers: [String: MCPServerConfig] = [:]
+    /// Where `GET /metrics` is served; nil: no listener (the control `metrics` command still answers).
+    public var metricsListen: MetricsListen?
 
     public init() {}
 
@@ -74,7 +76,7 @@ private struct DaemonConfigReader {
 
     private static let keys = [
         "agents_dir", "socket_dir", "socket_group", "control_socket", "mistral", "max_connections",
-        "shutdown_grace", "log_level", "log_content", "state_dir", "sessions", "mcp_servers",
+        "shutdown_grace", "log_level", "log_content", "state_dir", "sessions", "mcp_servers", "metrics",
     ]
 
     mutating func read(_ root: YAMLNode) -> DaemonConfig {
@@ -132,6 +134,14 @@ private struct DaemonConfigReader {
             }
         }
         if let node = fields["mcp_servers"] { config.mcpServers = checker.mcpServers(node) }
+        if let node = fields["metrics"], let metrics = checker.fields(of: node, path: "metrics", known: ["listen"]),
+            let listen = metrics["listen"], let text = checker.nonEmptyString(listen, path: "metrics.listen")
+        {
+            switch MetricsListen.parse(text) {
+            case .success(let address): config.metricsListen = address
+            case .failure(let error): checker.error(listen, "metrics.listen: \(error)")
+            }
+        }
         return config
     }
 

@@ -68,10 +68,11 @@ public struct RequestRunner: Sendable {
     /// `beforeTerminal` runs once, with the request's report, just before its terminal event is
     /// written (or when it turns out the client is gone): so the connection can free the
     /// request's id for reuse, and the counters are up to date, by the time the client reads
-    /// that event.
+    /// that event. `observer` hears of the request's upstream calls, first text and tool runs.
     public func run(
         _ request: ChatRequest, on definition: AgentDefinition, admission: some Admission, handle: RequestHandle,
-        peer: Peer?, sink: some EventSink, beforeTerminal: @escaping @Sendable (RequestReport) -> Void
+        peer: Peer?, sink: some EventSink, observer: (any RequestObserver)? = nil,
+        beforeTerminal: @escaping @Sendable (RequestReport) -> Void
     ) async -> RequestReport {
         let started = ContinuousClock.now
         // Built only for messages the log level lets through: most requests log none.
@@ -105,7 +106,7 @@ public struct RequestRunner: Sendable {
         do {
             let completion = try await execute(
                 request, definition: definition, turn: turn, admission: admission, sink: sink, tally: &tally,
-                logMetadata: metadata([:]), beforeTerminal: terminal)
+                observer: observer, started: started, logMetadata: metadata([:]), beforeTerminal: terminal)
             if logContent { logger.info("Reply", metadata: metadata(["content": "\(completion.text)"])) }
             outcome = .done(completion)
         } catch is SinkClosed {
@@ -156,7 +157,8 @@ public struct RequestRunner: Sendable {
 
     private func execute(
         _ request: ChatRequest, definition: AgentDefinition, turn: SessionTurn, admission: some Admission,
-        sink: some EventSink, tally: inout ToolTally, logMetadata: Logger.Metadata, beforeTerminal: TerminalHook
+        sink: some EventSink, tally: inout ToolTally, observer: (any RequestObserver)?, started: ContinuousClock.Instant,
+        logMetadata: Logger.Metadata, beforeTerminal: TerminalHook
     ) async throws -> Completion {
         let options: GenerationOptions
         let maxSteps: Int
@@ -187,10 +189,13 @@ public struct RequestRunner: Sendable {
         // The assistant and tool messages this request adds: `done.messages`.
         var added: [ChatMessage] = []
         var sofar = Completion(text: "", toolCalls: [], finishReason: "stop", usage: Usage(), model: nil)
+        // Only the first batch with text is timed: one Bool test per batch after that.
+        var textSent = false
         for step in 1...maxSteps {
             var llmRequest = definition.llmRequest(messages: history, overrides: options)
             if definition.mode == .normal { llmRequest.tools += await tools.mcpToolSpecs(for: definition) }
             llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
+            llmRequest.observer = observer
             var reply: Completion?
             let addedSoFar = added
             try await client.run(llmRequest) {
@@ -226,6 +231,10 @@ public struct RequestRunner: Sendable {
                     }
                 }
                 if !lines.isEmpty { try await send(lines, to: sink) }
+                if !textSent, let observer, batch.contains(where: \.carriesText) {
+                    textSent = true
+                    observer.firstText(after: ContinuousClock.now - started)
+                }
             }
             guard let reply else {
                 throw ErrorInfo(code: .internal, message: "the upstream reply ended without a final event")
@@ -250,6 +259,7 @@ public struct RequestRunner: Sendable {
                 logMetadata: logMetadata)
             tally.calls += results.count
             tally.errors += results.filter { !$0.ok }.count
+            for result in results { observer?.toolRan(result.name, ok: result.ok) }
             added += results.map(\.message)
             history += results.map(\.message)
             if !clientCalls.isEmpty {

@@ -156,6 +156,8 @@ public struct LLMRequest: Sendable {
     /// Whether to ask upstream for a stream (`stream: true`) or one JSON reply. Either way the
     /// client yields the same events.
     public var stream: Bool
+    /// Told about each HTTP response and retry; nil: nobody counts them.
+    public var observer: (any UpstreamObserver)? = nil
 
     public init(
         upstream: Upstream, system: [String] = [], tools: [ToolSpec] = [], options: GenerationOptions = .init(),

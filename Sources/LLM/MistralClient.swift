@@ -13,6 +13,8 @@ import SSE
 public final class MistralClient: LLMClient {
     private let baseURL: String
     private let apiKey: String?
+    /// `agentd/VERSION` (CONTRACT §5), on every request.
+    private let userAgent: String
     private let transport: CurlClient
     private let logger: Logger
 
@@ -23,16 +25,17 @@ public final class MistralClient: LLMClient {
     /// Starts the HTTP client (curl's thread); `shutdown()` stops it.
     ///
     /// `apiKey` nil: every request fails with `upstream_auth`, saying how to configure a key.
-    public convenience init(baseURL: String, apiKey: String?, logger: Logger) throws {
-        self.init(baseURL: baseURL, apiKey: apiKey, transport: try CurlClient(), logger: logger)
+    public convenience init(baseURL: String, apiKey: String?, userAgent: String, logger: Logger) throws {
+        self.init(baseURL: baseURL, apiKey: apiKey, userAgent: userAgent, transport: try CurlClient(), logger: logger)
     }
 
     /// A client over a transport the caller owns (the tests share one between clients).
-    init(baseURL: String, apiKey: String?, transport: CurlClient, logger: Logger) {
+    init(baseURL: String, apiKey: String?, userAgent: String, transport: CurlClient, logger: Logger) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
         self.apiKey = apiKey.flatMap { $0.isEmpty ? nil : $0 }
+        self.userAgent = userAgent
         self.transport = transport
         self.logger = logger
     }
@@ -77,7 +80,7 @@ public final class MistralClient: LLMClient {
             do throws(AttemptFailure) {
                 try await send(
                     prepared, body: body, apiKey: apiKey, timeouts: request.timeouts, remaining: remaining,
-                    answered: answered, deliver: deliver)
+                    observer: request.observer, answered: answered, deliver: deliver)
                 return
             } catch {
                 failure = error
@@ -90,6 +93,7 @@ public final class MistralClient: LLMClient {
             guard failure.isRetried, !failure.afterOutput, attempt < request.retry.attempts else { throw info }
             let delay = request.retry.delay(afterAttempt: attempt, retryAfter: failure.retryAfter, using: &generator)
             guard clock.now + delay < deadline else { throw info }
+            request.observer?.upstreamRetrying()
             logger.debug(
                 "upstream retry",
                 metadata: [
@@ -120,13 +124,15 @@ public final class MistralClient: LLMClient {
     /// One HTTP exchange: sends the body, reads the reply and yields its events.
     private func send(
         _ prepared: PreparedRequest, body: [UInt8], apiKey: String, timeouts: Timeouts, remaining: Duration,
-        answered: () async throws -> Void, deliver: ([LLMEvent]) async throws -> Void
+        observer: (any UpstreamObserver)?, answered: () async throws -> Void,
+        deliver: ([LLMEvent]) async throws -> Void
     ) async throws(AttemptFailure) {
         let httpRequest = HTTPRequest(
             url: baseURL + prepared.path, method: "POST",
             headers: [
                 HTTPHeader("Authorization", "Bearer \(apiKey)"), HTTPHeader("Content-Type", "application/json"),
                 HTTPHeader("Accept", prepared.stream ? "text/event-stream" : "application/json"),
+                HTTPHeader("User-Agent", userAgent),
             ],
             body: body, connectTimeout: min(timeouts.connect, remaining),
             firstByteTimeout: min(timeouts.firstByte, remaining), idleTimeout: timeouts.idle, totalTimeout: remaining
@@ -137,6 +143,7 @@ public final class MistralClient: LLMClient {
         } catch {
             throw Self.failure(error, afterOutput: false)
         }
+        observer?.upstreamResponded(status: response.status)
 
         guard (200..<300).contains(response.status) else {
             // The status decides; a body cut short only loses detail from the message.

@@ -76,6 +76,8 @@ final class StatsCounters: Sendable {
     let openConnections = Atomic<Int>(0)
     /// The body of the latest API request, for tests that check what a client sent upstream.
     let lastBody = Mutex<[UInt8]>([])
+    /// The `User-Agent` of the latest API request, so tests can check what a client sends.
+    let lastUserAgent = Mutex<String?>(nil)
 
     func snapshot() -> EmulatorStats {
         EmulatorStats(
@@ -88,6 +90,7 @@ final class StatsCounters: Sendable {
         return [
             "requests": .int(Int64(stats.requests)), "active_streams": .int(Int64(stats.activeStreams)),
             "open_connections": .int(Int64(stats.openConnections)),
+            "last_user_agent": lastUserAgent.withLock { $0 }.map(JSONValue.string) ?? .null,
         ]
     }
 }
@@ -169,6 +172,8 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         }
         counters.requests.add(1, ordering: .relaxed)
         counters.lastBody.withLock { $0 = body }
+        let userAgent = requestHead.headers.first(name: "user-agent")
+        counters.lastUserAgent.withLock { $0 = userAgent }
         let reply =
             bodyTooLarge
             ? Reply.json(413, ["detail": "Request body too large"])

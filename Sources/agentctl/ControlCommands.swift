@@ -145,3 +145,18 @@ private func diagnostic(_ error: JSONValue) -> String {
 private func stateStyle(_ state: String, _ style: Style) -> String {
     state == "ok" ? style.green(state) : style.yellow(state)
 }
+
+struct Metrics: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the daemon's metrics in the Prometheus text format.",
+        discussion: "The same exposition as GET /metrics on metrics.listen, whether or not that is set.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Print the daemon's result line as JSON.") var json = false
+
+    func run() throws {
+        let (result, line) = try connection.connect().command("metrics")
+        if json { return Output.raw(line) }
+        Output.write(result["text"]?.stringValue ?? "")
+    }
+}

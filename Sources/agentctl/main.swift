@@ -18,7 +18,9 @@ struct Agentctl: ParsableCommand {
             Shell completions: agentctl --generate-completion-script bash|zsh|fish
             """,
         version: BuildInfo.version,
-        subcommands: [List.self, Status.self, Reload.self, Chat.self, Sessions.self, Session.self, Validate.self])
+        subcommands: [
+            List.self, Status.self, Reload.self, Chat.self, Sessions.self, Session.self, Validate.self, Metrics.self,
+        ])
 
     @OptionGroup var connection: ConnectionOptions
 

@@ -48,7 +48,9 @@ private final class FakeBinder: Sendable {
         var config = DaemonConfig()
         config.socketDir = "/run/test-agentd"
         let binder = binder
-        registry = AgentRegistry(config: config) { runtime, binding in try binder.bind(runtime, binding) }
+        registry = AgentRegistry(config: config, metrics: DaemonMetrics()) { runtime, binding in
+            try binder.bind(runtime, binding)
+        }
     }
 
     private func agent(_ name: String, model: String = "mistral-small-latest", socketPath: String? = nil)
@@ -165,7 +167,8 @@ private final class FakeBinder: Sendable {
 @Suite struct AgentRuntimeStateTests {
     private let runtime = AgentRuntime(
         definition: AgentDefinition(
-            name: "a", file: "/agents.d/a.yaml", mode: .normal, upstream: .chatCompletions(model: "m")))
+            name: "a", file: "/agents.d/a.yaml", mode: .normal, upstream: .chatCompletions(model: "m")),
+        metrics: DaemonMetrics().agent(named: "a"))
 
     @Test func servingGoesStaleAndBack() {
         #expect(runtime.state == .serving)

@@ -191,7 +191,12 @@ import Testing
         ])
         let cached = try #require(events.last?["usage"]?["cached_tokens"]?.intValue)
         #expect(cached > 0)
-        let agent = try #require(try harness.control(["id": 1, "command": "status"])["status"]?["agents"]?["chat"])
+        // The counters are updated just after the terminal event is written: poll briefly.
+        var agent: JSONValue = .null
+        _ = try eventually {
+            agent = try harness.control(["id": 1, "command": "status"])["status"]?["agents"]?["chat"] ?? .null
+            return agent["cached_tokens"]?.intValue ?? 0 >= cached
+        }
         #expect(agent["cached_tokens"]?.intValue ?? 0 >= cached)
         #expect(agent["rate_limits_remaining"]?["tokens-minute"]?.intValue != nil)
         #expect(agent["rate_limits_remaining"]?["req-minute"]?.intValue != nil)

@@ -183,7 +183,12 @@ import Testing
 
     @Test func statusCountsToolCallsAndErrors() throws {
         _ = try harness.connect("ops").request(["id": "s", "input": #"[call:fail] [call:echo:{"text":"ok"}]"#])
-        let ops = try #require(try harness.control(["id": 1, "command": "status"])["status"]?["agents"]?["ops"])
+        // The counters are updated just after the terminal event is written: poll briefly.
+        var ops: JSONValue = .null
+        _ = try eventually {
+            ops = try harness.control(["id": 1, "command": "status"])["status"]?["agents"]?["ops"] ?? .null
+            return ops["tool_calls"]?.intValue ?? 0 >= 2
+        }
         #expect(ops["tool_calls"]?.intValue ?? 0 >= 2)
         #expect(ops["tool_errors"]?.intValue ?? 0 >= 1)
     }

@@ -37,7 +37,9 @@ struct MistralClientTests {
     }
 
     private func client(_ server: MistralEmulatorServer, _ curl: CurlClient, key: String? = key) -> MistralClient {
-        MistralClient(baseURL: server.baseURL, apiKey: key, transport: curl, logger: Logger(label: "test"))
+        MistralClient(
+            baseURL: server.baseURL, apiKey: key, userAgent: "agentd/test", transport: curl,
+            logger: Logger(label: "test"))
     }
 
     private func request(
@@ -369,7 +371,9 @@ struct MistralClientTests {
         try await server.shutdown()
         let curl = try CurlClient()
         defer { curl.shutdown() }
-        let mistral = MistralClient(baseURL: baseURL, apiKey: Self.key, transport: curl, logger: Logger(label: "test"))
+        let mistral = MistralClient(
+            baseURL: baseURL, apiKey: Self.key, userAgent: "agentd/test", transport: curl, logger: Logger(label: "test")
+        )
         let (_, error) = await run(mistral, request([user("hi")]))
         #expect(error?.code == .upstreamUnavailable)
         #expect(error?.retryable == true)

@@ -65,6 +65,7 @@ struct ConnectionHandler: Sendable {
     let runner: RequestRunner
     let tracker: ConnectionTracker
     let decoder: RequestDecoder
+    let audit: AuditLog
 
     /// `executor` runs the connection's requests: the task calling this prefers it already, and
     /// the request tasks, which are unstructured, are given it.
@@ -73,6 +74,7 @@ struct ConnectionHandler: Sendable {
         let state = ConnectionState()
         let peer = await Self.peerIdentity(of: channel.channel)
         guard let registration = tracker.open(state, channel: channel.channel) else {
+            audit.connectionRefused(limit: tracker.limit)
             // Over max_connections: one clear refusal, then close. Nothing has been read, so the
             // channel may not be active yet, and a write before that would be dropped.
             try? await channel.executeThenClose { _, outbound in
@@ -165,8 +167,7 @@ struct ConnectionHandler: Sendable {
                         executor: executor)
                 }
             }
-            let reply = await control.run(
-                id: id, command: command, body: body, peerUID: peer?.uid ?? SessionStorage.daemonUID)
+            let reply = await control.run(id: id, command: command, body: body, peer: peer)
             try await sink.send(reply)
             return nil
         }
@@ -191,13 +192,16 @@ struct ConnectionHandler: Sendable {
             return nil
         }
         if checksAccess, let peer, await !peer.isAllowed(by: agent.definition.allow) {
-            let user = await peer.names().user ?? "unknown user"
+            let user = await peer.names().user
+            audit.forbidden(agent: agent.name, peer: peer, user: user)
+            agent.metrics.refused(.forbidden)
             try await sink.send(
                 Event.error(
                     id: request.id,
                     ErrorInfo(
                         code: .forbidden,
-                        message: "uid \(peer.uid) (\(user)) is not allowed to use agent \(agent.name)")))
+                        message: "uid \(peer.uid) (\(user ?? "unknown user")) is not allowed to use agent \(agent.name)"
+                    )))
             return nil
         }
         // The limiter place is taken here, in line order, so pipelined requests are admitted
@@ -210,6 +214,7 @@ struct ConnectionHandler: Sendable {
                 $0.requests += 1
                 $0.errors += 1
             }
+            agent.metrics.refused(error.code)
             try await sink.send(Event.error(id: request.id, error))
             return nil
         }

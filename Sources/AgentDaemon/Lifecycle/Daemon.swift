@@ -39,6 +39,8 @@ public struct Daemon: Sendable {
         let sessions: SessionStorage
         let sweeper: Task<Void, Never>
         let mcp: MCPSupervisor
+        let metricsServer: MetricsServer?
+        let audit: AuditLog
     }
 
     /// Why the daemon could not start, and the exit status that says so.
@@ -102,7 +104,9 @@ public struct Daemon: Sendable {
         }
         let client: MistralClient
         do {
-            client = try MistralClient(baseURL: settings.baseURL, apiKey: settings.apiKey, logger: logger)
+            client = try MistralClient(
+                baseURL: settings.baseURL, apiKey: settings.apiKey, userAgent: "agentd/\(BuildInfo.version)",
+                logger: logger)
         } catch {
             logger.critical("Cannot start the HTTP client", metadata: ["error": "\(error)"])
             throw StartFailure(exitCode: ExitCode.failed)
@@ -126,10 +130,12 @@ public struct Daemon: Sendable {
         let makeID: @Sendable () -> RequestID = {
             .string("agentd-\(pid)-\(requestCounter.add(1, ordering: .relaxed).newValue)")
         }
-        let registry = AgentRegistry(config: config) { runtime, binding in
+        let metrics = DaemonMetrics()
+        let audit = AuditLog(logger: logger)
+        let registry = AgentRegistry(config: config, metrics: metrics) { runtime, binding in
             let handler = ConnectionHandler(
                 route: .agent(runtime), runner: runner, tracker: tracker,
-                decoder: RequestDecoder(makeID: makeID, acceptsCommands: false))
+                decoder: RequestDecoder(makeID: makeID, acceptsCommands: false), audit: audit)
             return try await Listener.start(
                 binding, on: eventLoops, maxLineBytes: { runtime.definition.limits.maxRequestBytes }, handler: handler)
         }
@@ -145,13 +151,14 @@ public struct Daemon: Sendable {
             for diagnostic in sessions.reread(logger: logger) where !report.errors.contains(diagnostic) {
                 report.errors.append(diagnostic)
             }
+            metrics.reloaded(ok: report.ok)
             lastReload.report = report
             notifier.ready(status: registry.readyStatus(after: report, verb: "Reloaded"))
             return report
         }
         let control = ControlCommands(
             registry: registry, tracker: tracker, reloads: reloads, sessions: sessions.store, startedAt: .now,
-            lastReload: lastReload, mcp: mcp)
+            lastReload: lastReload, mcp: mcp, metrics: metrics, audit: audit)
 
         do {
             try Self.makeDirectory(config.socketDir)
@@ -169,7 +176,7 @@ public struct Daemon: Sendable {
         do {
             let handler = ConnectionHandler(
                 route: .control(control), runner: runner, tracker: tracker,
-                decoder: RequestDecoder(makeID: makeID, acceptsCommands: true))
+                decoder: RequestDecoder(makeID: makeID, acceptsCommands: true), audit: audit)
             let group = config.controlSocket.group.flatMap { getgrnam($0)?.pointee.gr_gid }
             controlListener = try await Listener.start(
                 SocketBinding(path: "\(config.socketDir)/control.sock", mode: config.controlSocket.mode, group: group),
@@ -183,13 +190,31 @@ public struct Daemon: Sendable {
             client.shutdown()
             throw StartFailure(exitCode: ExitCode.unavailable)
         }
+        var metricsServer: MetricsServer?
+        if let listen = config.metricsListen {
+            do {
+                let server = try await MetricsServer.start(listen, on: eventLoops.group) {
+                    metrics.exposition(registry: registry, tracker: tracker)
+                }
+                logger.notice("Serving metrics", metadata: ["metrics.listen": "\(server.address)"])
+                metricsServer = server
+            } catch {
+                logger.critical(
+                    "Cannot bind metrics.listen", metadata: ["metrics.listen": "\(listen)", "error": "\(error)"])
+                await controlListener.stop()
+                await registry.stopAll()
+                client.shutdown()
+                throw StartFailure(exitCode: ExitCode.unavailable)
+            }
+        }
         lastReload.report = initial
         notifier.ready(status: registry.readyStatus(after: initial, verb: "Serving"))
         logger.notice(
             "Ready", metadata: ["agents": "\(registry.all.count)", "socket_dir": "\(config.socketDir)"])
         return Services(
             client: client, tracker: tracker, registry: registry, reloads: reloads, controlListener: controlListener,
-            sessions: sessions, sweeper: sessions.sweep(every: .seconds(60), logger: logger), mcp: mcp)
+            sessions: sessions, sweeper: sessions.sweep(every: .seconds(60), logger: logger), mcp: mcp,
+            metricsServer: metricsServer, audit: audit)
     }
 
     /// Reloads on SIGHUP and keeps the watchdog fed; returns at SIGTERM or SIGINT.
@@ -207,7 +232,7 @@ public struct Daemon: Sendable {
 
         for await signal in signals.events {
             if signal == SIGHUP {
-                logger.info("SIGHUP: reloading")
+                services.audit.reloadRequested(bySignal: "SIGHUP")
                 Task { _ = await services.reloads.reload() }
                 continue
             }
@@ -235,6 +260,7 @@ public struct Daemon: Sendable {
         tracker.closeAll()
         // After the requests: their last tool calls were still using the servers.
         await services.mcp.stopAll()
+        await services.metricsServer?.stop()
         await services.controlListener.connectionsEnded()
         for entry in services.registry.all { await entry.listener.connectionsEnded() }
         services.client.shutdown()

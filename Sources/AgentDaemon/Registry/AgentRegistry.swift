@@ -25,14 +25,16 @@ final class AgentRegistry: Sendable {
 
     private let entries = Mutex<[String: Entry]>([:])
     private let config: DaemonConfig
+    private let metrics: DaemonMetrics
     private let bindAgent: @Sendable (AgentRuntime, SocketBinding) async throws -> any AgentListener
 
     /// `bindAgent` binds an agent's socket and serves it; the tests give one that binds nothing.
     init(
-        config: DaemonConfig,
+        config: DaemonConfig, metrics: DaemonMetrics,
         bindAgent: @escaping @Sendable (AgentRuntime, SocketBinding) async throws -> any AgentListener
     ) {
         self.config = config
+        self.metrics = metrics
         self.bindAgent = bindAgent
     }
 
@@ -144,7 +146,8 @@ final class AgentRegistry: Sendable {
             for (index, definition) in definitions.enumerated() {
                 if index >= parallelBinds, let result = await group.next() { results.append(result) }
                 group.addTask {
-                    let runtime = AgentRuntime(definition: definition)
+                    let runtime = AgentRuntime(
+                        definition: definition, metrics: self.metrics.agent(named: definition.name))
                     do {
                         let listener = try await self.bindAgent(runtime, self.socketBinding(for: definition))
                         return (definition, .success(Entry(runtime: runtime, listener: listener)))

@@ -60,11 +60,14 @@ final class AgentRuntime: Sendable {
 
     let name: String
     let limiter: ConcurrencyLimiter
+    /// This agent's Prometheus series, resolved once for all its requests.
+    let metrics: AgentMetrics
     private let current: Mutex<(definition: AgentDefinition, state: State)>
     private let counterStore = Mutex(Counters())
 
-    init(definition: AgentDefinition) {
+    init(definition: AgentDefinition, metrics: AgentMetrics) {
         name = definition.name
+        self.metrics = metrics
         limiter = ConcurrencyLimiter(
             capacity: definition.limits.maxConcurrent, queueLimit: definition.limits.queue)
         current = Mutex((definition, .serving))
@@ -107,14 +110,19 @@ final class AgentRuntime: Sendable {
             $0.requests += 1
             $0.inFlight += 1
         }
-        _ = await runner.run(
+        let started = ContinuousClock.now
+        let report = await runner.run(
             request, on: definition, admission: reservation, handle: handle, peer: peer, sink: sink,
+            observer: metrics,
             beforeTerminal: { report in
                 self.record(report)
                 beforeTerminal()
             })
         reservation.finish()
+        let elapsed = ContinuousClock.now - started
         count { $0.inFlight -= 1 }
+        // After `status`'s counters, which clients read right after the terminal event.
+        metrics.ended(report.outcome, after: elapsed)
     }
 
     private func record(_ report: RequestReport) {

@@ -17,8 +17,8 @@ final class LastReload: Sendable {
     }
 }
 
-/// The control socket's commands (CONTRACT §4): `list`, `status`, `reload`, `chat`, and the
-/// sessions' `sessions`, `session` and `forget`.
+/// The control socket's commands (CONTRACT §4): `list`, `status`, `reload`, `metrics`, `chat`,
+/// and the sessions' `sessions`, `session` and `forget`.
 struct ControlCommands: Sendable {
     let registry: AgentRegistry
     let tracker: ConnectionTracker
@@ -28,12 +28,16 @@ struct ControlCommands: Sendable {
     let lastReload: LastReload
     /// The MCP servers for `status`; nil where none can run (tests).
     var mcp: MCPSupervisor? = nil
+    let metrics: DaemonMetrics
+    let audit: AuditLog
 
-    static let names = "list, status, reload, chat, sessions, session, forget"
+    static let names = "list, status, reload, metrics, chat, sessions, session, forget"
 
-    /// `peerUID` is the control client's uid: whose sessions `session` and `forget` mean
-    /// when the line names no `uid`, as `chat` without one uses them.
-    func run(id: RequestID, command: String, body: JSONObject, peerUID: UInt32) async -> JSONValue {
+    /// `peer` is who sent the command: for the audit trail, and whose sessions `session` and
+    /// `forget` mean when the line names no `uid` (the daemon's own uid when it cannot be read),
+    /// as `chat` without one uses them.
+    func run(id: RequestID, command: String, body: JSONObject, peer: PeerIdentity?) async -> JSONValue {
+        let peerUID = peer?.uid ?? SessionStorage.daemonUID
         switch command {
         case "list":
             if let extra = body.keys.first(where: { $0 != "id" && $0 != "command" }) {
@@ -49,10 +53,14 @@ struct ControlCommands: Sendable {
                 return Event.error(id: id, error)
             }
         case "reload":
+            audit.reloadRequested(byControlPeer: peer)
             guard let report = await reloads.reload() else {
                 return Event.error(id: id, .shuttingDown)
             }
             return Event.result(id: id, key: "reload", value: report.json)
+        case "metrics":
+            let text = String(decoding: metrics.exposition(registry: registry, tracker: tracker), as: UTF8.self)
+            return Event.result(id: id, key: "text", value: .string(text))
         default:
             return Event.error(
                 id: id,

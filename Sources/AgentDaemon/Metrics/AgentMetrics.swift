@@ -1,0 +1,144 @@
+import AgentProtocol
+import AgentRunner
+import LLM
+import Prometheus
+import Synchronization
+
+/// One agent's series, resolved when the agent is first served and kept across reloads.
+///
+/// Outcomes and the usual upstream statuses are made up front, so recording is a dictionary
+/// lookup on an enum or an integer and an atomic add; a rare status or a tool is made once,
+/// under a lock, then found the same way.
+final class AgentMetrics: RequestObserver {
+    let agent: String
+    private let registry: PrometheusCollectorRegistry
+    private let outcomes: [RequestOutcomeLabel: Counter]
+    private let duration: DurationHistogram
+    private let timeToFirstText: DurationHistogram
+    private let promptTokens: Counter
+    private let completionTokens: Counter
+    private let cachedTokens: Counter
+    private let retries: Counter
+    private let statuses: Mutex<[Int: Counter]>
+    private let tools = Mutex<[ToolKey: Counter]>([:])
+    let inFlight: Gauge
+    let queueDepth: Gauge
+
+    /// `done` or an error code: the `outcome` label.
+    enum RequestOutcomeLabel: Hashable {
+        case done
+        case failed(ErrorCode)
+
+        var text: String {
+            switch self {
+            case .done: "done"
+            case .failed(let code): code.rawValue
+            }
+        }
+    }
+
+    private struct ToolKey: Hashable {
+        var name: String
+        var ok: Bool
+    }
+
+    /// Statuses made up front: success and those Mistral is documented to send.
+    private static let knownStatuses = [200, 400, 401, 403, 404, 422, 429, 500, 502, 503, 504]
+
+    init(agent: String, registry: PrometheusCollectorRegistry) {
+        self.agent = agent
+        self.registry = registry
+        let label = [("agent", agent)]
+        let requests = DaemonMetrics.name(
+            "requests", unit: "total", help: "Requests ended, by outcome (done or the error code)")
+        var outcomes: [RequestOutcomeLabel: Counter] = [:]
+        for outcome in [RequestOutcomeLabel.done] + ErrorCode.allCases.map(RequestOutcomeLabel.failed) {
+            outcomes[outcome] = registry.makeCounter(
+                descriptor: requests, labels: [("agent", agent), ("outcome", outcome.text)])
+        }
+        self.outcomes = outcomes
+        duration = registry.makeDurationHistogram(
+            descriptor: DaemonMetrics.name(
+                "request_duration", unit: "seconds", help: "From request received to its terminal event"),
+            labels: label, buckets: DaemonMetrics.latencyBuckets)
+        timeToFirstText = registry.makeDurationHistogram(
+            descriptor: DaemonMetrics.name(
+                "time_to_first_text", unit: "seconds",
+                help: "From request received to its first reply text written to the client"),
+            labels: label, buckets: DaemonMetrics.latencyBuckets)
+        let tokens = DaemonMetrics.name("tokens", unit: "total", help: "Tokens Mistral counted, by kind")
+        promptTokens = registry.makeCounter(descriptor: tokens, labels: label + [("kind", "prompt")])
+        completionTokens = registry.makeCounter(descriptor: tokens, labels: label + [("kind", "completion")])
+        cachedTokens = registry.makeCounter(descriptor: tokens, labels: label + [("kind", "cached")])
+        retries = registry.makeCounter(
+            descriptor: DaemonMetrics.name("retries", unit: "total", help: "Upstream attempts retried"), labels: label)
+        var statuses: [Int: Counter] = [:]
+        for status in Self.knownStatuses { statuses[status] = Self.makeStatusCounter(registry, agent, status) }
+        self.statuses = Mutex(statuses)
+        inFlight = registry.makeGauge(
+            descriptor: DaemonMetrics.name("in_flight", help: "Requests admitted and not yet ended"), labels: label)
+        queueDepth = registry.makeGauge(
+            descriptor: DaemonMetrics.name("queue_depth", help: "Requests waiting for a max_concurrent slot"),
+            labels: label)
+    }
+
+    /// A request ended, after `elapsed`.
+    func ended(_ outcome: RequestOutcome, after elapsed: Duration) {
+        switch outcome {
+        case .done(let completion):
+            outcomes[.done]?.increment()
+            promptTokens.increment(by: Int64(completion.usage.promptTokens))
+            completionTokens.increment(by: Int64(completion.usage.completionTokens))
+            cachedTokens.increment(by: Int64(completion.usage.cachedTokens))
+        case .failed(let info):
+            outcomes[.failed(info.code)]?.increment()
+        }
+        duration.record(elapsed)
+    }
+
+    /// A request refused before it ran (`forbidden`, `overloaded`, ...): counted, not timed.
+    func refused(_ code: ErrorCode) {
+        outcomes[.failed(code)]?.increment()
+    }
+
+    func firstText(after elapsed: Duration) {
+        timeToFirstText.record(elapsed)
+    }
+
+    func upstreamResponded(status: Int) {
+        let counter = statuses.withLock { statuses in
+            if let existing = statuses[status] { return existing }
+            let made = Self.makeStatusCounter(registry, agent, status)
+            statuses[status] = made
+            return made
+        }
+        counter.increment()
+    }
+
+    func upstreamRetrying() {
+        retries.increment()
+    }
+
+    func toolRan(_ name: String, ok: Bool) {
+        let key = ToolKey(name: name, ok: ok)
+        let counter = tools.withLock { tools in
+            if let existing = tools[key] { return existing }
+            let made = registry.makeCounter(
+                descriptor: DaemonMetrics.name(
+                    "tool_calls", unit: "total", help: "Server tool runs, by tool and result"),
+                labels: [("agent", agent), ("tool", name), ("ok", ok ? "true" : "false")])
+            tools[key] = made
+            return made
+        }
+        counter.increment()
+    }
+
+    private static func makeStatusCounter(_ registry: PrometheusCollectorRegistry, _ agent: String, _ status: Int)
+        -> Counter
+    {
+        registry.makeCounter(
+            descriptor: DaemonMetrics.name(
+                "upstream_responses", unit: "total", help: "Upstream HTTP responses, by status code"),
+            labels: [("agent", agent), ("status", String(status))])
+    }
+}
