@@ -157,7 +157,8 @@ public struct RequestRunner: Sendable {
 
     private func execute(
         _ request: ChatRequest, definition: AgentDefinition, turn: SessionTurn, admission: some Admission,
-        sink: some EventSink, tally: inout ToolTally, observer: (any RequestObserver)?, started: ContinuousClock.Instant,
+        sink: some EventSink, tally: inout ToolTally, observer: (any RequestObserver)?,
+        started: ContinuousClock.Instant,
         logMetadata: Logger.Metadata, beforeTerminal: TerminalHook
     ) async throws -> Completion {
         let options: GenerationOptions

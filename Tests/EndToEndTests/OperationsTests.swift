@@ -23,6 +23,8 @@ import Testing
         let chat = try harness.connect("chat")
         for id in 1...2 { #expect(chat.request(["id": .int(Int64(id)), "input": "hello"]).last?["type"] == "done") }
         #expect(chat.request(["id": 3, "input": "hi", "stream": false]).last?["type"] == "done")
+        // A stored session shows in agentd_sessions once the gauge is next sampled.
+        #expect(chat.request(["id": 4, "input": "remember", "session": "s1"]).last?["type"] == "done")
         let refused = try harness.connect("guarded").request(["id": "f", "input": "let me in"]).last
         #expect(refused?["error"]?["code"] == "forbidden")
         _ = try harness.reload()
@@ -30,20 +32,20 @@ import Testing
 
         // A request is counted just after its terminal event is written: poll briefly.
         let expected = [
-            #"agentd_requests_total{agent="chat",outcome="done"} 3"#,
+            #"agentd_requests_total{agent="chat",outcome="done"} 4"#,
             #"agentd_requests_total{agent="guarded",outcome="forbidden"} 1"#,
-            #"agentd_time_to_first_text_seconds_count{agent="chat"} 3"#,
-            #"agentd_time_to_first_text_seconds_bucket{agent="chat",le="120.0"} 3"#,
-            #"agentd_request_duration_seconds_count{agent="chat"} 3"#,
-            #"agentd_upstream_responses_total{agent="chat",status="200"} 3"#,
+            #"agentd_time_to_first_text_seconds_count{agent="chat"} 4"#,
+            #"agentd_time_to_first_text_seconds_bucket{agent="chat",le="120.0"} 4"#,
+            #"agentd_request_duration_seconds_count{agent="chat"} 4"#,
+            #"agentd_upstream_responses_total{agent="chat",status="200"} 4"#,
             #"agentd_retries_total{agent="chat"} 0"#,
             #"agentd_reloads_total{result="ok"} 2"#,
             #"agentd_in_flight{agent="chat"} 0.0"#,
             #"agentd_queue_depth{agent="chat"} 0.0"#,
-            "agentd_sessions 0.0",
+            "agentd_sessions 1.0",
         ]
         var text = ""
-        _ = try eventually {
+        _ = try eventually(within: 15) {
             let reply = try harness.control(["id": 2, "command": "metrics"])
             text = reply["text"]?.stringValue ?? ""
             return reply["type"] == "result" && expected.allSatisfy { text.contains($0 + "\n") }
@@ -63,7 +65,7 @@ import Testing
         let (head, body) = try httpGet(port: try #require(port), path: "/metrics")
         #expect(head.hasPrefix("HTTP/1.1 200"))
         #expect(head.lowercased().contains("content-type: text/plain; version=0.0.4; charset=utf-8"))
-        #expect(body.contains(#"agentd_requests_total{agent="chat",outcome="done"} 3"#))
+        #expect(body.contains(#"agentd_requests_total{agent="chat",outcome="done"} 4"#))
         #expect(try httpGet(port: try #require(port), path: "/").head.hasPrefix("HTTP/1.1 404"))
 
         // The audit trail: the refused peer with its credentials, and who asked for each reload.

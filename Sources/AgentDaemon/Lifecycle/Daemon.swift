@@ -39,6 +39,7 @@ public struct Daemon: Sendable {
         let sessions: SessionStorage
         let sweeper: Task<Void, Never>
         let mcp: MCPSupervisor
+        let metricsSampler: Task<Void, Never>
         let metricsServer: MetricsServer?
         let audit: AuditLog
     }
@@ -214,6 +215,7 @@ public struct Daemon: Sendable {
         return Services(
             client: client, tracker: tracker, registry: registry, reloads: reloads, controlListener: controlListener,
             sessions: sessions, sweeper: sessions.sweep(every: .seconds(60), logger: logger), mcp: mcp,
+            metricsSampler: metrics.sample(every: .seconds(5), sessions: sessions.store, mcp: mcp),
             metricsServer: metricsServer, audit: audit)
     }
 
@@ -265,6 +267,7 @@ public struct Daemon: Sendable {
         for entry in services.registry.all { await entry.listener.connectionsEnded() }
         services.client.shutdown()
         services.sweeper.cancel()
+        services.metricsSampler.cancel()
         // Checkpoints the WAL into the database file.
         await services.sessions.store.close()
         logger.notice("Stopped")

@@ -53,13 +53,13 @@ final class DaemonMetrics: Sendable {
         (ok ? reloadsOK : reloadsFailed).increment()
     }
 
-    /// `agentd_sessions`: for the session store to set whenever its count changes.
+    /// `agentd_sessions`, sampled from the session store (`sample(every:sessions:mcp:)`).
     func setSessions(_ count: Int) {
         sessions.set(Int64(count))
     }
 
-    /// `agentd_mcp_server_up{server}`: for the MCP supervisor to set on each state change (1
-    /// ready, 0 starting or failed).
+    /// `agentd_mcp_server_up{server}`, sampled from the MCP supervisor: 1 ready, 0 starting or
+    /// failed.
     func setMCPServer(_ server: String, up: Bool) {
         let gauge = mcpServers.withLock { gauges in
             if let existing = gauges[server] { return existing }
