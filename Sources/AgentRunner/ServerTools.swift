@@ -63,21 +63,35 @@ public struct ServerTools: Sendable {
                 toolCallID: call.id, name: call.name, ok: false, output: "unknown tool \(call.name)",
                 durationMilliseconds: 0)
         }
+        let toolLogger = logger(for: call, metadata: metadata)
+        let outcome = await ExecToolRunner(logger: toolLogger).run(
+            tool, arguments: Self.argumentObject(call.arguments), defaultCwd: defaultWorkingDirectory)
+        return result(
+            of: call, outcome, logger: toolLogger,
+            fields: ["tool.exit_status": "\(outcome.exitStatus.map { "\($0)" } ?? "not started")"])
+    }
+
+    /// The request's logger with the call's tool named, for its run's lines and its stderr.
+    private func logger(for call: ToolCall, metadata: Logger.Metadata) -> Logger {
         var toolLogger = logger
         for (key, value) in metadata { toolLogger[metadataKey: key] = value }
         toolLogger[metadataKey: "tool"] = "\(call.name)"
-        let outcome = await ExecToolRunner(logger: toolLogger).run(
-            tool, arguments: Self.argumentObject(call.arguments), defaultCwd: defaultWorkingDirectory)
-        var fields: Logger.Metadata = [
-            "tool.exit_status": "\(outcome.exitStatus.map { "\($0)" } ?? "not started")",
-            "tool.ok": "\(outcome.ok)", "duration_ms": "\(outcome.duration.milliseconds)",
-        ]
+        return toolLogger
+    }
+
+    /// Logs a run (its arguments and output only with `log_content`) and makes its result.
+    private func result(
+        of call: ToolCall, _ outcome: ToolOutcome, logger: Logger, fields: Logger.Metadata = [:]
+    ) -> ToolResult {
+        var fields = fields
+        fields["tool.ok"] = "\(outcome.ok)"
+        fields["duration_ms"] = "\(outcome.duration.milliseconds)"
         if let reason = outcome.failureReason { fields["tool.failure"] = "\(reason)" }
         if logContent {
             fields["tool.arguments"] = "\(call.arguments.jsonText)"
             fields["tool.output"] = "\(outcome.output)"
         }
-        toolLogger.info("Tool ran", metadata: fields)
+        logger.info("Tool ran", metadata: fields)
         return ToolResult(
             toolCallID: call.id, name: call.name, ok: outcome.ok, output: outcome.output,
             durationMilliseconds: outcome.duration.milliseconds)
@@ -87,9 +101,7 @@ public struct ServerTools: Sendable {
     private func runMCP(
         _ call: ToolCall, _ target: (server: String, tool: String), metadata: Logger.Metadata
     ) async -> ToolResult {
-        var toolLogger = logger
-        for (key, value) in metadata { toolLogger[metadataKey: key] = value }
-        toolLogger[metadataKey: "tool"] = "\(call.name)"
+        var toolLogger = logger(for: call, metadata: metadata)
         toolLogger[metadataKey: "mcp_server"] = "\(target.server)"
         let outcome: ToolOutcome
         if let mcp, let arguments = Self.argumentObject(call.arguments).objectValue {
@@ -99,16 +111,7 @@ public struct ServerTools: Sendable {
             outcome = ToolOutcome(
                 ok: false, output: reason, failureReason: reason, exitStatus: nil, duration: .zero, outputCut: false)
         }
-        var fields: Logger.Metadata = ["tool.ok": "\(outcome.ok)", "duration_ms": "\(outcome.duration.milliseconds)"]
-        if let reason = outcome.failureReason { fields["tool.failure"] = "\(reason)" }
-        if logContent {
-            fields["tool.arguments"] = "\(call.arguments.jsonText)"
-            fields["tool.output"] = "\(outcome.output)"
-        }
-        toolLogger.info("Tool ran", metadata: fields)
-        return ToolResult(
-            toolCallID: call.id, name: call.name, ok: outcome.ok, output: outcome.output,
-            durationMilliseconds: outcome.duration.milliseconds)
+        return result(of: call, outcome, logger: toolLogger)
     }
 
     /// Mistral sends arguments as JSON text; the tool gets the object it holds.
