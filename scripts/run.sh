@@ -43,9 +43,8 @@ Query an agent from another terminal:
   echo '{"input":"hello"}' | nc -U -N $socket_dir/agents/support.sock
   $bin/agentctl --socket-dir $socket_dir chat support "hello"
   $bin/agentctl --socket-dir $socket_dir list
-  $bin/agentctl --socket-dir $socket_dir chat support        (interactive, one session)
-  $bin/agentctl --socket-dir $socket_dir sessions
 Reload after editing agents.d/: kill -HUP \$(pgrep -x agentd)   Stop: Ctrl-C
+A conversation, a prompt per turn (Ctrl-D ends it): $bin/agentctl --socket-dir $socket_dir chat support
 
 HELP
 
