@@ -112,6 +112,11 @@ public struct RequestRunner: Sendable {
         } catch is SinkClosed {
             outcome = .failed(handle.cancellationReason ?? .clientDisconnected)
             terminal(RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors))
+        } catch let error where terminal.reportedDone != nil {
+            // The done went out: what fails after it, such as the upstream stream breaking after
+            // its last event, changes nothing for the client.
+            outcome = terminal.reportedDone!.outcome
+            logger.debug("Request failed after its done", metadata: metadata(["error": "\(error)"]))
         } catch {
             let info = handle.cancellationReason ?? Self.errorInfo(error)
             outcome = .failed(info)
@@ -123,12 +128,12 @@ public struct RequestRunner: Sendable {
         let elapsed = ContinuousClock.now - started
         switch outcome {
         case .failed(let info):
-            logger.notice(
-                "Request failed",
-                metadata: metadata([
-                    "error.code": "\(info.code.rawValue)", "error.message": "\(info.message)",
-                    "duration_ms": "\(elapsed.milliseconds)",
-                ]))
+            var fields: Logger.Metadata = [
+                "error.code": "\(info.code.rawValue)", "duration_ms": "\(elapsed.milliseconds)",
+            ]
+            // Mistral's refusals quote what was sent: the message is content.
+            if logContent { fields["error.message"] = "\(info.message)" }
+            logger.notice("Request failed", metadata: metadata(fields))
         case .done:
             logger.info("Request done", metadata: metadata(["duration_ms": "\(elapsed.milliseconds)"]))
         }
@@ -145,13 +150,25 @@ public struct RequestRunner: Sendable {
     /// (the client left as it went out) must not report the request a second time.
     private final class TerminalHook: Sendable {
         private let hook: @Sendable (RequestReport) -> Void
-        private let called = Atomic(false)
+        private let reported = Mutex<RequestReport?>(nil)
 
         init(_ hook: @escaping @Sendable (RequestReport) -> Void) { self.hook = hook }
 
         func callAsFunction(_ report: RequestReport) {
-            guard !called.exchange(true, ordering: .relaxed) else { return }
-            hook(report)
+            let first = reported.withLock { reported in
+                guard reported == nil else { return false }
+                reported = report
+                return true
+            }
+            if first { hook(report) }
+        }
+
+        /// The report of a `done` that is being or was written: the request's end, whatever follows.
+        var reportedDone: RequestReport? {
+            reported.withLock { report in
+                guard case .done? = report?.outcome else { return nil }
+                return report
+            }
         }
     }
 
@@ -226,6 +243,10 @@ public struct RequestRunner: Sendable {
                                     messages: messages))
                             beforeTerminal(
                                 RequestReport(outcome: .done(whole), toolCalls: tally.calls, toolErrors: tally.errors))
+                            // From here the request has ended: its turn is stored, so its done must
+                            // reach the client even if the task is cancelled now.
+                            try await sendTerminal(lines, to: sink)
+                            lines = []
                         }
                     } else if let line = events.streamed(event) {
                         lines.append(line)
@@ -272,7 +293,7 @@ public struct RequestRunner: Sendable {
                 let done = events.done(
                     pending, responseFormat: llmRequest.options.responseFormat, steps: step, messages: added)
                 beforeTerminal(RequestReport(outcome: .done(pending), toolCalls: tally.calls, toolErrors: tally.errors))
-                try await send([done], to: sink)
+                try await sendTerminal([done], to: sink)
                 return pending
             }
         }
@@ -332,6 +353,22 @@ public struct RequestRunner: Sendable {
             throw CancellationError()
         } catch {
             throw SinkClosed()
+        }
+    }
+
+    /// Writes a `done` whose request has ended (its session turn is stored): a cancellation that
+    /// comes now, which NIO would answer by refusing the write, must not lose it. The first try
+    /// is the cheap one; only a refused write pays for an unstructured task, which does not
+    /// inherit the cancellation.
+    private func sendTerminal(_ events: [JSONValue], to sink: some EventSink) async throws {
+        do {
+            try await send(events, to: sink)
+        } catch is CancellationError {
+            do {
+                try await Task { try await sink.send(events) }.value
+            } catch {
+                throw SinkClosed()
+            }
         }
     }
 

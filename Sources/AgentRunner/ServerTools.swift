@@ -53,7 +53,8 @@ public struct ServerTools: Sendable {
     }
 
     /// Runs `call` to its end, whatever the tool does: a failure is a result the model sees.
-    /// Cancelling the calling task ends the tool's process group.
+    /// Cancelling the calling task ends an exec tool's process group, and sends an MCP server
+    /// `notifications/cancelled`.
     func run(_ call: ToolCall, for agent: AgentDefinition, metadata: Logger.Metadata) async -> ToolResult {
         if let target = mcpTarget(of: call, for: agent), agent.execTools[call.name] == nil {
             return await runMCP(call, target, metadata: metadata)
@@ -80,13 +81,16 @@ public struct ServerTools: Sendable {
     }
 
     /// Logs a run (its arguments and output only with `log_content`) and makes its result.
+    /// `failureIsContent`: the failure's reason is the tool's own text (an MCP server's error
+    /// message, which may quote the arguments), not agentd's.
     private func result(
-        of call: ToolCall, _ outcome: ToolOutcome, logger: Logger, fields: Logger.Metadata = [:]
+        of call: ToolCall, _ outcome: ToolOutcome, logger: Logger, fields: Logger.Metadata = [:],
+        failureIsContent: Bool = false
     ) -> ToolResult {
         var fields = fields
         fields["tool.ok"] = "\(outcome.ok)"
         fields["duration_ms"] = "\(outcome.duration.milliseconds)"
-        if let reason = outcome.failureReason { fields["tool.failure"] = "\(reason)" }
+        if let reason = outcome.failureReason, logContent || !failureIsContent { fields["tool.failure"] = "\(reason)" }
         if logContent {
             fields["tool.arguments"] = "\(call.arguments.jsonText)"
             fields["tool.output"] = "\(outcome.output)"
@@ -111,7 +115,7 @@ public struct ServerTools: Sendable {
             outcome = ToolOutcome(
                 ok: false, output: reason, failureReason: reason, exitStatus: nil, duration: .zero, outputCut: false)
         }
-        return result(of: call, outcome, logger: toolLogger)
+        return result(of: call, outcome, logger: toolLogger, failureIsContent: true)
     }
 
     /// Mistral sends arguments as JSON text; the tool gets the object it holds.

@@ -297,8 +297,10 @@ struct ReplyDecoder {
         if let name = try Self.string(object["model"], "model") { model = name }
         guard let usageValue = object["usage"], !usageValue.isNull else { return }
         guard case .object(let counts) = usageValue else { throw Self.protocolError("usage is not an object") }
-        func count(_ key: String) -> Int { counts[key]?.intValue.map { Int($0) } ?? 0 }
-        let cached = counts["prompt_tokens_details"]?["cached_tokens"]?.intValue.map { Int($0) } ?? 0
+        // Bounded, so that sums over steps and requests cannot overflow whatever upstream says.
+        func count(_ value: JSONValue?) -> Int { Int(min(max(value?.intValue ?? 0, 0), Self.maxTokenCount)) }
+        func count(_ key: String) -> Int { count(counts[key]) }
+        let cached = count(counts["prompt_tokens_details"]?["cached_tokens"])
         usage = Usage(
             promptTokens: count("prompt_tokens"), completionTokens: count("completion_tokens"),
             totalTokens: count("total_tokens"), cachedTokens: cached, connectorTokens: count("connector_tokens")
@@ -346,6 +348,9 @@ struct ReplyDecoder {
         case let other?: throw protocolError("\(field) is a \(other.typeName), not an array")
         }
     }
+
+    /// A trillion tokens: far beyond any reply, far below where `Int` sums could overflow.
+    private static let maxTokenCount: Int64 = 1 << 40
 
     static func protocolError(_ detail: String) -> ErrorInfo {
         ErrorInfo(code: .upstreamProtocol, message: "unexpected reply from Mistral: \(detail)")

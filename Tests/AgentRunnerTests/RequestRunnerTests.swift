@@ -257,4 +257,14 @@ private struct FullQueue: Admission {
             #expect((sink.sent.joined().last?["reasoning"] != nil) == (definition.reasoning == .stream))
         }
     }
+
+    @Test func aStreamThatBreaksAfterItsDoneEndsWithThatDoneAlone() async {
+        let broken = ErrorInfo(code: .upstreamUnavailable, message: "connection reset", retryable: true)
+        let sink = CollectingSink()
+        let outcome = await run(
+            ChatRequest(id: .int(14), messages: [ChatMessage(role: .user, content: "hi")]),
+            llm: ScriptedLLM([.batch([.text("Hello there"), .done(done)]), .fail(broken)]), sink: sink)
+        #expect(sink.types == ["start", "delta", "done"], "one terminal event, and it is the last")
+        #expect(outcome == .done(done))
+    }
 }
