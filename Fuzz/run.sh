@@ -57,7 +57,7 @@ agent-file)
     # Of LLM, Tools and Sessions the loader needs only the definitions: the provider-neutral
     # types, exec tools and their checks, MCP server definitions, session limits (not curl,
     # subprocesses or SQLite).
-    module LLM "$root"/Sources/LLM/ChatTypes.swift
+    module LLM "$root"/Sources/LLM/ChatTypes.swift "$root"/Sources/LLM/UpstreamObserver.swift
     module Tools "$root"/Sources/Tools/ExecTool.swift "$root"/Sources/Tools/ArgvTemplate.swift \
         "$root"/Sources/Tools/MCPServerConfig.swift
     module Sessions "$root"/Sources/Sessions/Model.swift
