@@ -11,6 +11,8 @@ import JSON
 ///   or `agent-error` (a conversation stream ends in `conversation.response.error`; a 500
 ///   elsewhere).
 /// - `[delay:MS]`: the response head waits MS milliseconds (repeats add up).
+/// - `[pace:MS]`: a stream's events are written MS milliseconds apart, each in a write of its own,
+///   like a model generating tokens (20 ms is 50 tokens/s).
 /// - `[words:N]`: the answer is N words of lorem ipsum instead of the echo.
 /// - `[tool:NAME]`: the model calls NAME, with arguments made from the tool's schema (for one
 ///   turn, or as `[steps:N]` says); the answer to its result is `Tool result: <the last result's
@@ -68,6 +70,7 @@ struct Directives: Sendable, Equatable {
     var calls: [PlannedCall] = []
     var steps = 1
     var delayMilliseconds = 0
+    var paceMilliseconds: Int?
     var words: Int?
     var thinkingWords: Int?
     var citations: Int?
@@ -127,6 +130,9 @@ struct Directives: Sendable, Equatable {
         case "delay":
             guard let count else { return false }
             delayMilliseconds += count
+        case "pace":
+            guard let count, count >= 1 else { return false }
+            paceMilliseconds = count
         case "words":
             guard let count else { return false }
             words = count

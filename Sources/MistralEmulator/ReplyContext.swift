@@ -93,6 +93,7 @@ struct ReplyContext {
     func reply(faults: [Directives.Fault]) -> Reply {
         var reply = faultReply(faults) ?? successReply(agentError: faults.contains(.agentError))
         reply.delayMilliseconds = directives.delayMilliseconds
+        if let pace = directives.paceMilliseconds { reply.chunkIntervalMilliseconds = pace }
         if faults.contains(.slow) { reply.chunkIntervalMilliseconds = 100 }
         if faults.contains(.malformed) { reply.body = malformed(reply.body) }
         if faults.contains(.reset) { reply.interruption = .reset }

@@ -46,7 +46,8 @@ public final class MistralEmulatorServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(EmulatorHTTPHandler(api: api, counters: counters))
+                    try channel.pipeline.syncOperations.addHandler(
+                        EmulatorHTTPHandler(api: api, counters: counters, streamWrites: configuration.streamWrites))
                 }
             }
         do {
@@ -112,10 +113,12 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     /// True while this connection's response counts in `activeStreams`.
     private var counted = false
     private var scheduled: Scheduled<Void>?
+    private let streamWrites: EmulatorConfiguration.StreamWrites
 
-    init(api: EmulatorAPI, counters: StatsCounters) {
+    init(api: EmulatorAPI, counters: StatsCounters, streamWrites: EmulatorConfiguration.StreamWrites) {
         self.api = api
         self.counters = counters
+        self.streamWrites = streamWrites
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -234,8 +237,14 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
                     events[...], every: .milliseconds(Int64(reply.chunkIntervalMilliseconds)), keepAlive: keepAlive,
                     context: context)
             } else {
-                // One write for the whole stream: the client sees the same events, at a fraction of the syscalls.
-                write(events.flatMap { $0 }, context: context)
+                switch streamWrites {
+                case .batched: write(events.flatMap { $0 }, context: context)
+                case .perEvent:
+                    for event in events {
+                        write(event, context: context)
+                        context.flush()
+                    }
+                }
                 end(keepAlive: keepAlive, context: context)
             }
         }

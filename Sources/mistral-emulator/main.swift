@@ -8,6 +8,8 @@ import MistralEmulator
     import Darwin
 #endif
 
+extension EmulatorConfiguration.StreamWrites: ExpressibleByArgument {}
+
 @main
 struct MistralEmulatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,12 +31,21 @@ struct MistralEmulatorCommand: AsyncParsableCommand {
     @Flag(help: "Accept a user message right after a tool message (mistral-common since 2026-04-27).")
     var allowUserAfterTool = false
 
+    @Option(
+        name: .customLong("stream-writes"),
+        help:
+            "How an unpaced stream is written: per-event (a write and flush per SSE event, as Mistral) or batched (one write)."
+    )
+    var streamWrites: EmulatorConfiguration.StreamWrites = .perEvent
+
     func run() async throws {
         let key = apiKey ?? getenv("MISTRAL_API_KEY").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
         // Handlers first: a supervisor may signal as soon as it has read the address line.
         let (signals, sources) = Self.terminationSignals()
         let server = try await MistralEmulatorServer.start(
-            EmulatorConfiguration(host: host, port: port, apiKey: key, strictToolAfterUser: !allowUserAfterTool))
+            EmulatorConfiguration(
+                host: host, port: port, apiKey: key, strictToolAfterUser: !allowUserAfterTool,
+                streamWrites: streamWrites))
         print("listening on \(host):\(server.port)")
         fflush(nil)  // all streams: the first line must reach a pipe reader at once
         for await _ in signals { break }

@@ -84,6 +84,8 @@ struct RawResponse {
     var status: Int
     var headers: [(name: String, value: String)]
     var body: [UInt8]
+    /// The body as the server's HTTP chunks, each one of its writes; nil when it was not chunked.
+    var chunks: [[UInt8]]?
 
     init?(_ bytes: [UInt8]) {
         let separator = Array("\r\n\r\n".utf8)
@@ -100,9 +102,9 @@ struct RawResponse {
             )
         }
         let rest = Array(bytes[(end + 4)...])
-        body =
-            headers.contains { $0.name.lowercased() == "transfer-encoding" && $0.value == "chunked" }
-            ? Self.dechunk(rest) : rest
+        let chunked = headers.contains { $0.name.lowercased() == "transfer-encoding" && $0.value == "chunked" }
+        chunks = chunked ? Self.dechunk(rest) : nil
+        body = chunks.map { $0.flatMap { $0 } } ?? rest
     }
 
     func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name.lowercased() }?.value }
@@ -124,8 +126,8 @@ struct RawResponse {
         }
     }
 
-    static func dechunk(_ bytes: [UInt8]) -> [UInt8] {
-        var output: [UInt8] = []
+    static func dechunk(_ bytes: [UInt8]) -> [[UInt8]] {
+        var output: [[UInt8]] = []
         var index = 0
         while index < bytes.count {
             guard let lineEnd = bytes[index...].indices.first(where: { bytes[$0] == UInt8(ascii: "\r") }),
@@ -133,7 +135,7 @@ struct RawResponse {
             else { break }
             let start = lineEnd + 2
             if size == 0 { break }
-            output.append(contentsOf: bytes[start..<min(bytes.count, start + size)])
+            output.append(Array(bytes[start..<min(bytes.count, start + size)]))
             index = start + size + 2
         }
         return output
@@ -142,10 +144,12 @@ struct RawResponse {
 
 /// Runs `body` against a fresh emulator that requires the key `test-key`.
 func withEmulator(
-    strictToolAfterUser: Bool = true, _ body: (MistralEmulatorServer) async throws -> Void
+    strictToolAfterUser: Bool = true, streamWrites: EmulatorConfiguration.StreamWrites = .perEvent,
+    _ body: (MistralEmulatorServer) async throws -> Void
 ) async throws {
     let server = try await MistralEmulatorServer.start(
-        EmulatorConfiguration(port: 0, apiKey: "test-key", strictToolAfterUser: strictToolAfterUser))
+        EmulatorConfiguration(
+            port: 0, apiKey: "test-key", strictToolAfterUser: strictToolAfterUser, streamWrites: streamWrites))
     do {
         try await body(server)
     } catch {

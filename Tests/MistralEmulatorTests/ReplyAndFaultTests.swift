@@ -306,6 +306,32 @@ struct ReplyAndFaultTests {
         }
     }
 
+    @Test func eachEventOfAStreamIsAWriteOfItsOwnUnlessBatched() async throws {
+        try await withEmulator { server in
+            let response = try server.send("/v1/chat/completions", chatBody("[words:5]"))
+            let chunks = try #require(response.chunks)
+            #expect(chunks.count == response.events.count, "one HTTP chunk per SSE event")
+            #expect(chunks.allSatisfy { String(decoding: $0, as: UTF8.self).hasSuffix("\n\n") })
+        }
+        try await withEmulator(streamWrites: .batched) { server in
+            let response = try server.send("/v1/chat/completions", chatBody("[words:5]"))
+            #expect(response.chunks?.count == 1)
+            #expect(response.events.count > 5)
+        }
+    }
+
+    @Test func paceSpacesTheEventsOfAStream() async throws {
+        try await withEmulator { server in
+            let start = ContinuousClock.now
+            let response = try server.send("/v1/chat/completions", chatBody("[words:4] [pace:60]"))
+            let events = response.events.count
+            #expect(events >= 6)  // 4 words, the finish and [DONE]
+            #expect(ContinuousClock.now - start >= .milliseconds(60 * (events - 1)))
+            #expect(response.chunks?.count == events)
+            #expect(streamedContent(response).split(separator: " ").count == 4)
+        }
+    }
+
     @Test func keepAliveServesSeveralRequestsOnOneConnection() async throws {
         try await withEmulator { server in
             let connection = try RawConnection(port: server.port)
