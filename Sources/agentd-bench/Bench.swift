@@ -222,7 +222,7 @@ struct Bench {
             apiKey: Self.apiKey)
     }
 
-    private func startEmulator() throws -> (Child, port: Int) {
+    func startEmulator() throws -> (Child, port: Int) {
         let emulator = try Child(
             name: "emulator", executable: "\(binaries)/mistral-emulator",
             arguments: ["--port", "0", "--api-key", Self.apiKey], environment: [:], directory: workDirectory)

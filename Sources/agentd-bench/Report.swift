@@ -134,7 +134,7 @@ struct Report {
         return text
     }
 
-    private var sessions: String {
+    var sessions: String {
         guard let figures = results.sessions else { return "" }
         var text = """
             ## Sessions: time to first text, milliseconds
@@ -155,6 +155,7 @@ struct Report {
             let cells = Self.percentiles.map { fixed(percentile(values, $0.1) ?? .nan, 3) }
             text += "| \(name) | \(cells.joined(separator: " | ")) | \(values.count) |\n"
         }
+        if let added = sessionAdded { text += "\nA session adds \(fixed(added, 3)) ms at p50.\n" }
         return text
     }
 

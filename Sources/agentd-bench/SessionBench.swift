@@ -77,6 +77,15 @@ private final class LineConnection {
 }
 
 extension Bench {
+    /// For work on sessions: only the session phase, its table printed.
+    func sessionsOnly() throws {
+        let (emulator, port) = try startEmulator()
+        defer { emulator.stop() }
+        var results = Results(machine: .current(swiftVersion: ""), plan: plan, quick: quick)
+        try measureSessions(port: port, into: &results)
+        print(Report(results: results).sessions)
+    }
+
     /// What a session adds to the time to first text: a request continuing a 50-turn session
     /// against a stateless one, and against a stateless one carrying the same 50 turns itself
     /// (which isolates the store's read and append from the larger upstream body).

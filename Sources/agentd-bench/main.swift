@@ -15,6 +15,7 @@ func benchMain() -> Int32 {
     var holdStreams: Int?
     var words: Int?
     var soakClients = 100
+    var sessionsOnly = false
     var quick = ProcessInfo.processInfo.environment["BENCH_QUICK"].map { !$0.isEmpty && $0 != "0" } ?? false
     while let argument = arguments.popFirst() {
         switch argument {
@@ -25,10 +26,11 @@ func benchMain() -> Int32 {
         case "--hold": holdStreams = arguments.popFirst().flatMap { Int($0) }
         case "--words": words = arguments.popFirst().flatMap { Int($0) }
         case "--clients": soakClients = arguments.popFirst().flatMap { Int($0) } ?? soakClients
+        case "--sessions": sessionsOnly = true
         default:
             FileHandle.standardError.write(
                 Data(
-                    "usage: agentd-bench [--bin DIR] [--quick] [--out FILE] [--soak SECONDS [--words N] [--clients N] | --hold STREAMS]\n"
+                    "usage: agentd-bench [--bin DIR] [--quick] [--out FILE] [--soak SECONDS [--words N] [--clients N] | --hold STREAMS | --sessions]\n"
                         .utf8))
             return 64
         }
@@ -54,6 +56,10 @@ func benchMain() -> Int32 {
             socketRoot: socketRoot)
         if let holdStreams {
             try bench.holdOnly(streams: holdStreams)
+            return 0
+        }
+        if sessionsOnly {
+            try bench.sessionsOnly()
             return 0
         }
         if let soakSeconds {
