@@ -14,6 +14,8 @@ CLIENT_DEPS := socat netcat-openbsd jq
 # `make deb` (dpkg-shlibdeps, lintian) and `make check-ops` (a real Prometheus and promtool).
 DEB_DEPS   := dpkg-dev binutils lintian
 OPS_DEPS   := $(DEB_DEPS) prometheus curl
+# `make bench`: nginx is the reference hop agentd is measured against.
+BENCH_DEPS := nginx
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BIN = .build/$(CONFIGURATION)
@@ -141,6 +143,7 @@ check-ops: test-deps
 # Release build, then the emulator, agentd and a load generator on loopback; writes BENCHMARKS.md.
 # BENCH_QUICK=1 for a one-minute run.
 bench: deps
+	@./scripts/install-deps.sh $(BENCH_DEPS)
 	@./scripts/bench.sh
 
 # Reload under load at full size: 1,000 streams through 100 reloads (`make test` runs 100/10).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: builds agentd, the emulator and the load generator in release mode, then runs
-# agentd-bench on loopback (it starts the emulator and agentd itself, in a temporary directory)
-# and writes the figures into BENCHMARKS.md. BENCH_QUICK=1: a one-minute version.
+# agentd-bench on loopback (it starts the emulators, nginx as the reference hop and agentd itself,
+# in a temporary directory) and writes the figures into BENCHMARKS.md. BENCH_QUICK=1: a short
+# version. The Makefile installs nginx first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,9 @@ cleanup() {
     while read -r kind value; do
         case "$kind" in
         pid)
-            if [ -r "/proc/$value/cmdline" ] && tr '\0' ' ' <"/proc/$value/cmdline" | grep -q "^$BIN/"; then
+            # nginx retitles its master process; its configuration is under the bench's directory.
+            if [ -r "/proc/$value/cmdline" ] && tr '\0' ' ' <"/proc/$value/cmdline" |
+                grep -q -e "^$BIN/" -e "^nginx: master process /usr/sbin/nginx -p /tmp/agentd-bench\."; then
                 kill "$value" 2>/dev/null || true
             fi
             ;;

@@ -7,30 +7,77 @@ import NIOCore
 
 /// The sizes of one bench run: the full one, or the `--quick` one.
 struct Plan {
+    /// How the emulator writes an unpaced stream (its `--stream-writes`).
+    enum Upstream: String {
+        /// Each SSE event in a write of its own, as Mistral streams.
+        case perEvent = "per-event"
+        /// The whole stream in one write, as the emulator did before issue 21: the runs before
+        /// it were measured this way.
+        case batched
+    }
+
     struct Level {
         var concurrency: Int
         var requestsPerClient: Int
         /// Each client sends a request every `pace`; nil: the next as soon as the previous is done.
         var pace: TimeAmount? = nil
+        var reply = ReplyShape(words: 8)
+        var upstream = Upstream.perEvent
 
         var load: String {
             pace.map { "paced: each every \($0.nanoseconds / 1_000_000) ms" } ?? "closed loop"
         }
 
-        var label: String { pace == nil ? "\(concurrency)" : "\(concurrency), \(load)" }
+        var label: String {
+            var parts = ["\(concurrency)"]
+            if pace != nil { parts.append(load) }
+            if reply.words != 8 { parts.append("\(reply.words) chunks") }
+            if upstream == .batched { parts.append("batched upstream") }
+            return parts.joined(separator: ", ")
+        }
+
+        /// The realistic short-reply level at `concurrency` clients, closed loop.
+        func isShort(_ clients: Int) -> Bool {
+            concurrency == clients && pace == nil && reply.words == 8 && upstream == .perEvent
+        }
+    }
+
+    /// Streams held open at once, each paced like a model generating its reply.
+    struct PacedHold {
+        var streams: Int
+        var reply: ReplyShape
+        /// How long CPU and chunks are counted once every stream is under way.
+        var window: Double
+        /// nginx is measured too (for the per-chunk ratio); not at 10,000, where only agentd's
+        /// memory is the target.
+        var withNginx: Bool
     }
 
     var rounds: Int
     var levels: [Level]
     var words = 8
-    var holdStreams: Int
+    var pacedHolds: [PacedHold]
     var holdPerConnection: Int
     var agentCounts: [Int]
     var startRounds: Int
+    var metricsRequests: Int
 
     /// 100 clients paced at 5,000 requests/s, under half of what the machine serves closed loop:
     /// their latency is what agentd adds, not the queueing of a saturated machine.
     static let paced = Level(concurrency: 100, requestsPerClient: 50, pace: .milliseconds(20))
+
+    /// 2,000 streams at 50 tokens/s is 100,000 chunks a second, which the two cores carry with the
+    /// emulator and the generator beside the hop. 10,000 such streams would be 500,000 a second,
+    /// more than the emulator alone writes here, so they are paced at one token a second: that
+    /// row is about memory.
+    static let holds = [
+        PacedHold(
+            streams: 2000, reply: ReplyShape(words: 3000, tokenInterval: .milliseconds(20)), window: 5,
+            withNginx: true),
+        PacedHold(
+            streams: 10_000, reply: ReplyShape(words: 600, tokenInterval: .milliseconds(1000)), window: 3,
+            withNginx: false),
+    ]
 
     /// Each run lasts about a second or more: runs of a fifth of a second made a p99 out of a
     /// single scheduling hiccup of the shared machine. 11 rounds: at 100 clients one round's
@@ -39,28 +86,76 @@ struct Plan {
         rounds: 11,
         levels: [
             .init(concurrency: 1, requestsPerClient: 1000), paced, .init(concurrency: 100, requestsPerClient: 100),
+            .init(concurrency: 100, requestsPerClient: 2, reply: ReplyShape(words: 500)),
             .init(concurrency: 1000, requestsPerClient: 10),
+            .init(concurrency: 100, requestsPerClient: 100, upstream: .batched),
         ],
-        holdStreams: 10_000, holdPerConnection: 10, agentCounts: [10, 100, 1000], startRounds: 3)
+        pacedHolds: holds, holdPerConnection: 10, agentCounts: [10, 100, 1000], startRounds: 3,
+        metricsRequests: 1000)
 
     static let quick = Plan(
         rounds: 2,
         levels: [
             .init(concurrency: 1, requestsPerClient: 100),
             Level(concurrency: 100, requestsPerClient: 5, pace: paced.pace),
-            .init(concurrency: 100, requestsPerClient: 5), .init(concurrency: 1000, requestsPerClient: 1),
+            .init(concurrency: 100, requestsPerClient: 5),
+            .init(concurrency: 100, requestsPerClient: 1, reply: ReplyShape(words: 500)),
+            .init(concurrency: 1000, requestsPerClient: 1),
+            .init(concurrency: 100, requestsPerClient: 5, upstream: .batched),
         ],
-        holdStreams: 2000, holdPerConnection: 10, agentCounts: [10, 100, 1000], startRounds: 1)
+        pacedHolds: holds.map { hold in
+            var quick = hold
+            quick.streams = min(hold.streams, 2000)
+            quick.window = 2
+            return quick
+        }, holdPerConnection: 10, agentCounts: [10, 100, 1000], startRounds: 1, metricsRequests: 200)
 }
 
-/// One round of one concurrency level, both targets side by side.
+/// One run of one level through one hop, with the CPU each process spent on it.
+struct HopRun {
+    var result: RunResult
+    /// The hop's own CPU seconds over the run: agentd's, nginx's (all its processes), 0 direct.
+    var hopCPU: Double
+    var emulatorCPU: Double
+}
+
+/// One round of one concurrency level, the three hops side by side.
 struct RoundFigures {
-    var direct: RunResult
-    var agentd: RunResult
-    /// agentd's CPU seconds over its run; the emulator's over each run.
-    var agentdCPU: Double
-    var emulatorCPUDirect: Double
-    var emulatorCPUAgentd: Double
+    var direct: HopRun
+    var nginx: HopRun
+    var agentd: HopRun
+}
+
+/// The hops a request can take to one emulator.
+enum Hop: CaseIterable {
+    case direct, nginx, agentd
+}
+
+/// What holding paced streams through one hop measured.
+struct PacedHoldFigures {
+    var hold: HoldResult
+    var rssBefore: Double
+    var rssHeld: Double
+    /// Text chunks delivered to the clients, and the hop's CPU seconds, over the window.
+    var chunks: Int
+    var cpu: Double
+    var windowSeconds: Double
+    var emulatorWhileHeld: String
+    /// agentd's RSS 12 s after the clients closed (only measured for agentd).
+    var rssAfterClose: Double?
+
+    var rssPerStream: Double { (rssHeld - rssBefore) / Double(max(hold.held, 1)) }
+    var cpuPerChunk: Double { cpu / Double(max(chunks, 1)) }
+}
+
+/// Time to first text with the metrics listener scraped and without one (issue 20).
+struct MetricsFigures {
+    var off: [RunResult] = []
+    var on: [RunResult] = []
+    var cpuOff: [Double] = []
+    var cpuOn: [Double] = []
+    var scrapes = 0
+    var failedScrapes = 0
 }
 
 /// Everything measured, ready to print.
@@ -70,16 +165,13 @@ struct Results {
     var quick: Bool
     var idleRSS: Double = .nan
     var levels: [(Plan.Level, [RoundFigures])] = []
-    var hold: HoldResult?
-    var holdRSS: Double = .nan
-    var holdBaseRSS: Double = .nan
-    var holdEmulator = ""
-    var afterHoldRSS: Double = .nan
-    /// Agent count → exec→READY and SIGHUP→READY in milliseconds, one per round.
+    /// Per paced hold of the plan: nginx's figures (when measured) and agentd's.
+    var pacedHolds: [(Plan.PacedHold, nginx: PacedHoldFigures?, agentd: PacedHoldFigures)] = []
     /// Agent count, the socket directory's file system, exec→READY and SIGHUP→READY in
     /// milliseconds (one value per round).
     var startTimes: [(count: Int, fileSystem: String, start: Spread, reload: Spread)] = []
     var sessions: SessionFigures?
+    var metrics: MetricsFigures?
 }
 
 /// A bench-owned agentd (with its own directory, config and NOTIFY_SOCKET).
@@ -154,9 +246,40 @@ struct Bench {
         var results = Results(machine: .current(swiftVersion: swiftVersion), plan: plan, quick: quick)
         let (emulator, port) = try startEmulator()
         defer { emulator.stop() }
+        let (batchedEmulator, batchedPort) = try startEmulator(.batched)
+        defer { batchedEmulator.stop() }
+        let proxy = try ReferenceProxy(
+            upstreamPorts: [port, batchedPort], directory: workDirectory, socketDirectory: socketRoot)
+        defer { proxy.child.stop() }
+        let daemon = try startBenchDaemon("load", emulatorPort: port)
+        defer { daemon.child.stop() }
+        usleep(500_000)
+        results.idleRSS = daemon.child.residentBytes
+        progress(
+            "agentd ready in \(fixed(daemon.readyMilliseconds, 1)) ms, idle RSS \(fixed(results.idleRSS / 1_048_576, 1)) MiB"
+        )
+        let batchedDaemon = try startBenchDaemon("batched", emulatorPort: batchedPort)
+        defer { batchedDaemon.child.stop() }
         let generator = LoadGenerator(threads: 2)
         defer { generator.shutdown() }
-        try measureLoad(emulator: emulator, port: port, generator: generator, into: &results)
+        let upstreams: [Plan.Upstream: Upstream] = [
+            .perEvent: Upstream(emulator: emulator, port: port, daemon: daemon, proxy: proxy),
+            .batched: Upstream(emulator: batchedEmulator, port: batchedPort, daemon: batchedDaemon, proxy: proxy),
+        ]
+        for level in plan.levels {
+            let upstream = upstreams[level.upstream]!
+            results.levels.append((level, try measure(level, through: upstream, generator: generator)))
+        }
+        batchedDaemon.child.stop()
+        batchedEmulator.stop()
+        for hold in plan.pacedHolds {
+            let upstream = upstreams[.perEvent]!
+            let nginx = try hold.withNginx ? measure(hold, through: .nginx, of: upstream, generator: generator) : nil
+            let agentd = try measure(hold, through: .agentd, of: upstream, generator: generator)
+            results.pacedHolds.append((hold, nginx, agentd))
+        }
+        proxy.child.stop()
+        results.metrics = try measureMetrics(port: port, daemon: daemon, generator: generator)
         try measureSessions(port: port, into: &results)
         try measureStartAndReload(port: port, into: &results)
         results.machine.runEnded()
@@ -178,14 +301,16 @@ struct Bench {
         let cpuBefore = daemon.child.cpuSeconds
         var requests = 0
         while monotonicNanoseconds() < deadline {
-            requests += try generator.run(target, concurrency: clients, requestsPerClient: 20, words: plan.words)
-                .samples.count
+            requests += try generator.run(
+                target, concurrency: clients, requestsPerClient: 20, reply: ReplyShape(words: plan.words)
+            ).samples.count
         }
         let cpu = daemon.child.cpuSeconds - cpuBefore
         progress("soak: \(requests) requests, agentd CPU \(fixed(cpu / Double(requests) * 1e6, 0)) µs/request")
     }
 
-    /// For diagnosis: holds `streams` stalled streams through agentd, printing progress each second.
+    /// For diagnosis: holds `streams` paced streams through agentd (those of the plan's largest
+    /// hold), printing progress each second.
     func holdOnly(streams: Int) throws {
         let (emulator, port) = try startEmulator()
         defer { emulator.stop() }
@@ -206,96 +331,147 @@ struct Bench {
             }
         }
         watcher.start()
-        let (hold, channels) = try generator.hold(
-            socketPath: daemon.socketPath("bench"), streams: streams, perConnection: plan.holdPerConnection, within: 180
-        )
+        let held = try generator.hold(
+            .agentd(socketPath: daemon.socketPath("bench")), streams: streams, perConnection: plan.holdPerConnection,
+            reply: plan.pacedHolds.last!.reply, within: 180)
         watcher.cancel()
-        progress("held \(hold.held), failed \(hold.failed) \(hold.errors) in \(fixed(hold.secondsToHold, 1)) s")
-        generator.closeAll(channels)
+        progress(
+            "held \(held.result.held), failed \(held.result.failed) \(held.result.errors) in \(fixed(held.result.secondsToHold, 1)) s"
+        )
+        generator.closeAll(held.channels)
     }
 
     /// agentd serving the one bench agent, its files and sockets named after `name`.
-    private func startBenchDaemon(_ name: String, emulatorPort port: Int) throws -> DaemonUnderTest {
-        let directory = try makeDaemonDirectory(name, agents: ["bench": Self.benchAgent])
+    func startBenchDaemon(_ name: String, emulatorPort port: Int, config: String = "") throws -> DaemonUnderTest {
+        let directory = try makeDaemonDirectory(name, agents: ["bench": Self.benchAgent], config: config)
         return try DaemonUnderTest(
             binary: "\(binaries)/agentd", directory: directory, socketDir: "\(socketRoot)/\(name)", emulatorPort: port,
             apiKey: Self.apiKey)
     }
 
-    func startEmulator() throws -> (Child, port: Int) {
+    func startEmulator(_ writes: Plan.Upstream = .perEvent) throws -> (Child, port: Int) {
         let emulator = try Child(
-            name: "emulator", executable: "\(binaries)/mistral-emulator",
-            arguments: ["--port", "0", "--api-key", Self.apiKey], environment: [:], directory: workDirectory)
+            name: "emulator-\(writes.rawValue)", executable: "\(binaries)/mistral-emulator",
+            arguments: ["--port", "0", "--api-key", Self.apiKey, "--stream-writes", writes.rawValue], environment: [:],
+            directory: workDirectory)
         guard let listening = emulator.waitForLine(startingWith: "listening on 127.0.0.1:", within: 30),
             let port = listening.split(separator: ":").last.flatMap({ Int($0) })
         else { throw BenchError("the emulator did not start:\n\(emulator.log)") }
-        progress("emulator on port \(port)")
+        progress("emulator (\(writes.rawValue) writes) on port \(port)")
         return (emulator, port)
     }
 
-    private func measureLoad(emulator: Child, port: Int, generator: LoadGenerator, into results: inout Results) throws {
-        let daemon = try startBenchDaemon("load", emulatorPort: port)
-        defer { daemon.child.stop() }
-        guard FileManager.default.fileExists(atPath: daemon.socketPath("bench")) else {
-            throw BenchError("agentd did not serve the bench agent:\n\(daemon.child.log)")
-        }
-        usleep(500_000)
-        results.idleRSS = daemon.child.residentBytes
-        progress(
-            "agentd ready in \(fixed(daemon.readyMilliseconds, 1)) ms, idle RSS \(fixed(results.idleRSS / 1_048_576, 1)) MiB"
-        )
+    /// One emulator and the ways to it.
+    struct Upstream {
+        let emulator: Child
+        let port: Int
+        let daemon: DaemonUnderTest
+        let proxy: ReferenceProxy
 
-        let direct = Target.direct(port: port, apiKey: Self.apiKey)
-        let agentd = Target.agentd(socketPath: daemon.socketPath("bench"))
-        for level in plan.levels {
-            let perClient = level.requestsPerClient
-            // Warm-up: connection pools, allocator, caches; not recorded.
-            _ = try generator.run(direct, concurrency: level.concurrency, requestsPerClient: 1, words: plan.words)
-            _ = try generator.run(agentd, concurrency: level.concurrency, requestsPerClient: 1, words: plan.words)
-            var rounds: [RoundFigures] = []
-            for round in 0..<plan.rounds {
-                func measured(_ target: Target) throws -> (RunResult, agentd: Double, emulator: Double) {
-                    let agentdBefore = daemon.child.cpuSeconds
-                    let emulatorBefore = emulator.cpuSeconds
-                    let result = try generator.run(
-                        target, concurrency: level.concurrency, requestsPerClient: perClient, words: plan.words,
-                        pace: level.pace)
-                    return (result, daemon.child.cpuSeconds - agentdBefore, emulator.cpuSeconds - emulatorBefore)
-                }
-                // Alternate which side goes first so drift in the machine's load cancels.
-                let first = try measured(round % 2 == 0 ? direct : agentd)
-                let second = try measured(round % 2 == 0 ? agentd : direct)
-                let (directRun, agentdRun) = round % 2 == 0 ? (first, second) : (second, first)
-                rounds.append(
-                    RoundFigures(
-                        direct: directRun.0, agentd: agentdRun.0, agentdCPU: agentdRun.agentd,
-                        emulatorCPUDirect: directRun.emulator, emulatorCPUAgentd: agentdRun.emulator))
-                progress(
-                    "c=\(level.label) round \(round + 1): direct \(Int(directRun.0.requestsPerSecond)) req/s, "
-                        + "agentd \(Int(agentdRun.0.requestsPerSecond)) req/s, failures \(directRun.0.failures)/\(agentdRun.0.failures), "
-                        + "busy connects retried so far \(generator.busyRetries.load(ordering: .relaxed))"
-                )
+        func target(_ hop: Hop) -> Target {
+            switch hop {
+            case .direct: .direct(port: port, apiKey: Bench.apiKey)
+            case .nginx: .nginx(socketPath: proxy.socketPaths[port]!, apiKey: Bench.apiKey)
+            case .agentd: .agentd(socketPath: daemon.socketPath("bench"))
             }
-            results.levels.append((level, rounds))
         }
 
-        results.holdBaseRSS = daemon.child.residentBytes
-        progress("holding \(plan.holdStreams) streams…")
-        let (hold, channels) = try generator.hold(
-            socketPath: daemon.socketPath("bench"), streams: plan.holdStreams, perConnection: plan.holdPerConnection,
+        /// The CPU seconds of the process that is `hop`; 0 for none.
+        func cpuSeconds(_ hop: Hop) -> Double {
+            switch hop {
+            case .direct: 0
+            case .nginx: proxy.cpuSeconds
+            case .agentd: daemon.child.cpuSeconds
+            }
+        }
+
+        func residentBytes(_ hop: Hop) -> Double {
+            switch hop {
+            case .direct: 0
+            case .nginx: proxy.residentBytes
+            case .agentd: daemon.child.residentBytes
+            }
+        }
+    }
+
+    /// `plan.rounds` rounds of `level`, each running it direct, through nginx and through agentd;
+    /// which goes first rotates, so drift in the machine's load lands on all three.
+    private func measure(_ level: Plan.Level, through upstream: Upstream, generator: LoadGenerator) throws
+        -> [RoundFigures]
+    {
+        func run(_ hop: Hop, requestsPerClient: Int) throws -> HopRun {
+            let hopBefore = upstream.cpuSeconds(hop)
+            let emulatorBefore = upstream.emulator.cpuSeconds
+            let result = try generator.run(
+                upstream.target(hop), concurrency: level.concurrency, requestsPerClient: requestsPerClient,
+                reply: level.reply, pace: level.pace)
+            return HopRun(
+                result: result, hopCPU: upstream.cpuSeconds(hop) - hopBefore,
+                emulatorCPU: upstream.emulator.cpuSeconds - emulatorBefore)
+        }
+        // Warm-up: connection pools, allocator, caches; not recorded.
+        for hop in Hop.allCases { _ = try run(hop, requestsPerClient: 1) }
+        var rounds: [RoundFigures] = []
+        for round in 0..<plan.rounds {
+            var runs: [Hop: HopRun] = [:]
+            for offset in 0..<Hop.allCases.count {
+                let hop = Hop.allCases[(round + offset) % Hop.allCases.count]
+                runs[hop] = try run(hop, requestsPerClient: level.requestsPerClient)
+            }
+            let figures = RoundFigures(direct: runs[.direct]!, nginx: runs[.nginx]!, agentd: runs[.agentd]!)
+            rounds.append(figures)
+            progress(
+                "c=\(level.label) round \(round + 1): req/s direct \(Int(figures.direct.result.requestsPerSecond)), "
+                    + "nginx \(Int(figures.nginx.result.requestsPerSecond)), agentd \(Int(figures.agentd.result.requestsPerSecond)); "
+                    + "failures \(figures.direct.result.failures)/\(figures.nginx.result.failures)/\(figures.agentd.result.failures), "
+                    + "busy connects retried so far \(generator.busyRetries.load(ordering: .relaxed))")
+        }
+        return rounds
+    }
+
+    /// Holds `hold.streams` paced streams through `hop`, counts CPU and chunks over its window,
+    /// then closes them and waits until the emulator has seen every stream end.
+    private func measure(
+        _ hold: Plan.PacedHold, through hop: Hop, of upstream: Upstream, generator: LoadGenerator
+    ) throws -> PacedHoldFigures {
+        let rssBefore = upstream.residentBytes(hop)
+        progress("holding \(hold.streams) paced streams through \(hop)…")
+        let held = try generator.hold(
+            upstream.target(hop), streams: hold.streams, perConnection: plan.holdPerConnection, reply: hold.reply,
             within: 180)
-        usleep(500_000)
-        results.hold = hold
-        results.holdRSS = daemon.child.residentBytes
-        results.holdEmulator = emulatorStats(port: port)
+        usleep(1_000_000)
+        let chunksBefore = held.counters.chunks.load(ordering: .relaxed)
+        let cpuBefore = upstream.cpuSeconds(hop)
+        let windowStart = monotonicNanoseconds()
+        usleep(UInt32(hold.window * 1e6))
+        let cpu = upstream.cpuSeconds(hop) - cpuBefore
+        let chunks = held.counters.chunks.load(ordering: .relaxed) - chunksBefore
+        let window = Double(monotonicNanoseconds() - windowStart) / 1e9
+        var figures = PacedHoldFigures(
+            hold: held.result, rssBefore: rssBefore, rssHeld: upstream.residentBytes(hop), chunks: chunks, cpu: cpu,
+            windowSeconds: window, emulatorWhileHeld: emulatorStats(port: upstream.port))
         progress(
-            "held \(hold.held), failed \(hold.failed) \(hold.errors), RSS \(fixed(results.holdRSS / 1_048_576, 1)) MiB, emulator \(results.holdEmulator)"
-        )
-        generator.closeAll(channels)
-        // Long enough for the cancellations to reach the upstream and for agentd to give the
-        // freed heap back: it trims 1 s after going idle, at most every 10 s (HeapTrimmer).
-        usleep(12_000_000)
-        results.afterHoldRSS = daemon.child.residentBytes
+            "held \(held.result.held), failed \(held.result.failed) \(held.result.errors), "
+                + "RSS \(fixed(figures.rssHeld / 1_048_576, 1)) MiB, \(chunks) chunks in \(fixed(window, 1)) s, "
+                + "\(fixed(figures.cpuPerChunk * 1e6, 2)) µs CPU per chunk, emulator \(figures.emulatorWhileHeld)")
+        generator.closeAll(held.channels)
+        if hop == .agentd {
+            // Long enough for the cancellations to reach the upstream and for agentd to give the
+            // freed heap back: it trims 1 s after going idle, at most every 10 s (HeapTrimmer).
+            usleep(12_000_000)
+            figures.rssAfterClose = upstream.residentBytes(hop)
+        }
+        waitForIdle(port: upstream.port)
+        return figures
+    }
+
+    /// Waits (up to 30 s) until the emulator writes no stream: the next phase starts on a quiet upstream.
+    private func waitForIdle(port: Int) {
+        for _ in 0..<300 {
+            if emulatorStats(port: port).contains(#""active_streams":0,"#) { return }
+            usleep(100_000)
+        }
+        progress("the emulator still had streams open 30 s after the clients closed")
     }
 
     private func measureStartAndReload(port: Int, into results: inout Results) throws {
@@ -337,10 +513,11 @@ struct Bench {
         }
     }
 
-    func makeDaemonDirectory(_ name: String, agents: [String: String]) throws -> String {
+    func makeDaemonDirectory(_ name: String, agents: [String: String], config: String = "") throws -> String {
         let directory = "\(workDirectory)/\(name)"
         try FileManager.default.createDirectory(atPath: "\(directory)/agents.d", withIntermediateDirectories: true)
-        try Self.daemonConfig.write(toFile: "\(directory)/agentd.yaml", atomically: false, encoding: .utf8)
+        try (Self.daemonConfig + "\n" + config).write(
+            toFile: "\(directory)/agentd.yaml", atomically: false, encoding: .utf8)
         for (agent, yaml) in agents {
             try yaml.write(toFile: "\(directory)/agents.d/\(agent).yaml", atomically: false, encoding: .utf8)
         }

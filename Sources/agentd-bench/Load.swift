@@ -3,23 +3,41 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One request's timings, in milliseconds from the moment it was written.
 struct Sample: Sendable {
     var firstText: Double
     var done: Double
 }
 
-/// Where the load goes: straight to the emulator over HTTP/1.1 (keep-alive, SSE), or through
-/// agentd's line protocol on an agent socket.
+/// Where the load goes: straight to the emulator over HTTP/1.1 (keep-alive, SSE), through
+/// nginx as a reverse proxy in front of it (the same HTTP, on a Unix socket), or through agentd's
+/// line protocol on an agent socket.
 enum Target: Sendable, CustomStringConvertible {
     case direct(port: Int, apiKey: String)
+    case nginx(socketPath: String, apiKey: String)
     case agentd(socketPath: String)
 
     var description: String {
         switch self {
         case .direct: "direct"
+        case .nginx: "nginx"
         case .agentd: "agentd"
         }
+    }
+}
+
+/// The reply a request asks the emulator for: `words` words, one SSE event each, and with
+/// `tokenInterval` the events that far apart, like a model generating them.
+struct ReplyShape: Sendable {
+    var words: Int
+    var tokenInterval: TimeAmount? = nil
+
+    var text: String {
+        "bench [words:\(words)]" + (tokenInterval.map { " [pace:\($0.nanoseconds / 1_000_000)]" } ?? "")
     }
 }
 
@@ -43,6 +61,13 @@ struct HoldResult {
     var secondsToHold: Double
 }
 
+/// Streams held open: their channels (closed by `LoadGenerator.closeAll`) and their live counts.
+struct HeldStreams {
+    var result: HoldResult
+    var channels: [Channel]
+    let counters: HoldCounters
+}
+
 /// Sent down a connected client's pipeline once every connection of a run is up, so connection
 /// set-up is not part of the measured time.
 struct StartSignal {}
@@ -58,17 +83,15 @@ struct Pacing {
 final class HoldCounters: Sendable {
     let held = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
+    /// Chunks of text received over all streams, for CPU per chunk.
+    let chunks = Atomic<Int>(0)
     /// Error code → how many streams ended with it.
     let errors = Mutex<[String: Int]>([:])
 
-    func recordError(_ line: ArraySlice<UInt8>) {
+    /// A stream that ended before the bench closed it: its error code, "done", or what broke.
+    func recordEnd(_ reason: String) {
         failed.add(1, ordering: .relaxed)
-        let marker = Array(#""code":""#.utf8)
-        let code =
-            line.firstRange(of: marker).map { range in
-                String(decoding: line[range.upperBound...].prefix { $0 != UInt8(ascii: "\"") }, as: UTF8.self)
-            } ?? "done"
-        errors.withLock { $0[code, default: 0] += 1 }
+        errors.withLock { $0[reason, default: 0] += 1 }
     }
 }
 
@@ -86,12 +109,12 @@ final class LoadGenerator: Sendable {
     func shutdown() { try? group.syncShutdownGracefully() }
 
     /// `concurrency` clients, one connection each, each sending `requestsPerClient` requests
-    /// asking for `words` words: the next as soon as the previous one is done, or, with `pace`,
-    /// one every `pace` (later if the previous one is not done by then).
+    /// asking for `reply`: the next as soon as the previous one is done, or, with `pace`, one
+    /// every `pace` (later if the previous one is not done by then).
     func run(
-        _ target: Target, concurrency: Int, requestsPerClient: Int, words: Int, pace: TimeAmount? = nil
+        _ target: Target, concurrency: Int, requestsPerClient: Int, reply: ReplyShape, pace: TimeAmount? = nil
     ) throws -> RunResult {
-        let text = "bench [words:\(words)]"
+        let text = reply.text
         var channels: [Channel] = []
         var outcomes: [EventLoopFuture<ClientOutcome>] = []
         defer { closeAll(channels) }
@@ -127,13 +150,14 @@ final class LoadGenerator: Sendable {
             generatorCPU: ProcessFigures.ownCPUSeconds() - cpuBefore)
     }
 
-    /// Opens `streams` streams on agentd, `perConnection` per connection, each asking for a reply
-    /// that stalls after its first chunk; returns once all are held (or progress stops), leaving
-    /// them open until `release` is called with the returned channels.
-    func hold(socketPath: String, streams: Int, perConnection: Int, within seconds: Double) throws -> (
-        HoldResult, [Channel]
-    ) {
+    /// Opens `streams` streams asking for `reply`: on agentd `perConnection` per connection, on
+    /// an HTTP target one per connection. Returns once all are held (their first text has
+    /// arrived) or progress stops, leaving them open until `closeAll` is called with the channels.
+    func hold(
+        _ target: Target, streams: Int, perConnection: Int, reply: ReplyShape, within seconds: Double
+    ) throws -> HeldStreams {
         let counters = HoldCounters()
+        let perConnection = if case .agentd = target { perConnection } else { 1 }
         let connections = (streams + perConnection - 1) / perConnection
         var channels: [Channel] = []
         let started = monotonicNanoseconds()
@@ -141,24 +165,14 @@ final class LoadGenerator: Sendable {
             var batch: [(EventLoopFuture<Channel>, () -> EventLoopFuture<Channel>, streams: Int)] = []
             for index in batchStart..<min(batchStart + Self.connectBatch, connections) {
                 let count = min(perConnection, streams - index * perConnection)
-                let attempt = {
-                    ClientBootstrap(group: self.group)
-                        .channelInitializer { channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(
-                                    HoldClient(streams: count, counters: counters))
-                            }
-                        }
-                        .connect(unixDomainSocketPath: socketPath)
-                }
+                let attempt = { self.connectHolding(target, streams: count, text: reply.text, counters: counters) }
                 batch.append((attempt(), attempt, count))
             }
             for (future, attempt, count) in batch {
                 do {
                     channels.append(try waitRetryingBusy(future, attempt))
                 } catch {
-                    counters.failed.add(count, ordering: .relaxed)
-                    counters.errors.withLock { $0["connect: \(error)", default: 0] += count }
+                    for _ in 0..<count { counters.recordEnd("connect: \(error)") }
                 }
             }
         }
@@ -179,7 +193,28 @@ final class LoadGenerator: Sendable {
             requested: streams, held: counters.held.load(ordering: .relaxed),
             failed: counters.failed.load(ordering: .relaxed), errors: counters.errors.withLock { $0 },
             secondsToHold: Double(monotonicNanoseconds() - started) / 1e9)
-        return (result, channels)
+        return HeldStreams(result: result, channels: channels, counters: counters)
+    }
+
+    private func connectHolding(
+        _ target: Target, streams: Int, text: String, counters: HoldCounters
+    ) -> EventLoopFuture<Channel> {
+        switch target {
+        case .agentd(let socketPath):
+            return ClientBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            HoldClient(streams: streams, text: text, counters: counters))
+                    }
+                }
+                .connect(unixDomainSocketPath: socketPath)
+        case .direct(_, let apiKey), .nginx(_, let apiKey):
+            return connectHTTP(target) { channel in
+                try channel.pipeline.syncOperations.addHandler(
+                    HTTPHoldClient(request: ChatRequest(text: text, apiKey: apiKey), counters: counters))
+            }
+        }
     }
 
     /// Connects that found the listen backlog full (EAGAIN on a Unix socket) and were retried.
@@ -211,24 +246,16 @@ final class LoadGenerator: Sendable {
     private func connect(
         _ target: Target, requests: Int, text: String, pacing: Pacing?, promise: EventLoopPromise<ClientOutcome>
     ) -> EventLoopFuture<Channel> {
-        let bootstrap = ClientBootstrap(group: group)
         switch target {
-        case .direct(let port, let apiKey):
-            return
-                bootstrap
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(
-                            DirectClient(
-                                requests: requests, text: text, apiKey: apiKey, pacing: pacing, promise: promise))
-                    }
-                }
-                .connect(host: "127.0.0.1", port: port)
+        case .direct(_, let apiKey), .nginx(_, let apiKey):
+            return connectHTTP(target) { channel in
+                try channel.pipeline.syncOperations.addHandler(
+                    DirectClient(
+                        requests: requests, request: ChatRequest(text: text, apiKey: apiKey), pacing: pacing,
+                        promise: promise))
+            }
         case .agentd(let socketPath):
-            return
-                bootstrap
+            return ClientBootstrap(group: group)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
@@ -237,6 +264,52 @@ final class LoadGenerator: Sendable {
                 }
                 .connect(unixDomainSocketPath: socketPath)
         }
+    }
+
+    /// An HTTP/1.1 client connection to the emulator or to nginx, `handler` added after NIO's
+    /// HTTP client handlers.
+    private func connectHTTP(
+        _ target: Target, handler: @escaping @Sendable (Channel) throws -> Void
+    ) -> EventLoopFuture<Channel> {
+        let bootstrap = ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try handler(channel)
+                }
+            }
+        switch target {
+        case .direct(let port, _):
+            return bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1).connect(host: "127.0.0.1", port: port)
+        case .nginx(let socketPath, _): return bootstrap.connect(unixDomainSocketPath: socketPath)
+        case .agentd(let socketPath): return bootstrap.connect(unixDomainSocketPath: socketPath)
+        }
+    }
+}
+
+/// A streamed chat completion request, as the emulator (and Mistral) takes it.
+private struct ChatRequest {
+    let head: HTTPRequestHead
+    let body: ByteBuffer
+
+    init(text: String, apiKey: String) {
+        let json =
+            #"{"model":"mistral-small-latest","messages":[{"role":"user","content":"\#(text)"}],"stream":true}"#
+        body = ByteBuffer(string: json)
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: "127.0.0.1")
+        headers.add(name: "Authorization", value: "Bearer \(apiKey)")
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Accept", value: "text/event-stream")
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/chat/completions", headers: headers)
+    }
+
+    func write<Handler: ChannelOutboundHandler>(with handler: Handler, on context: ChannelHandlerContext)
+    where Handler.OutboundOut == HTTPClientRequestPart {
+        context.write(handler.wrapOutboundOut(.head(head)), promise: nil)
+        context.write(handler.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
     }
 }
 
@@ -304,28 +377,19 @@ private func sendWhenDue(_ due: NIODeadline?, on eventLoop: any EventLoop, _ sen
     eventLoop.assumeIsolated().scheduleTask(deadline: due, send)
 }
 
-/// Chat completions straight to the emulator.
-private final class DirectClient: ChannelInboundHandler {
+/// Chat completions over HTTP, to the emulator or through nginx.
+private final class DirectClient: ChannelInboundHandler, ChannelOutboundHandler {
     typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = Never
     typealias OutboundOut = HTTPClientRequestPart
 
     private var loop: RequestLoop
-    private let body: ByteBuffer
-    private let head: HTTPRequestHead
+    private let request: ChatRequest
     private var status = 0
 
-    init(requests: Int, text: String, apiKey: String, pacing: Pacing?, promise: EventLoopPromise<ClientOutcome>) {
+    init(requests: Int, request: ChatRequest, pacing: Pacing?, promise: EventLoopPromise<ClientOutcome>) {
         loop = RequestLoop(requests: requests, pacing: pacing, promise: promise)
-        let json =
-            #"{"model":"mistral-small-latest","messages":[{"role":"user","content":"\#(text)"}],"stream":true}"#
-        body = ByteBuffer(string: json)
-        var headers = HTTPHeaders()
-        headers.add(name: "Host", value: "127.0.0.1")
-        headers.add(name: "Authorization", value: "Bearer \(apiKey)")
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Accept", value: "text/event-stream")
-        headers.add(name: "Content-Length", value: String(body.readableBytes))
-        head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/chat/completions", headers: headers)
+        self.request = request
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -334,9 +398,7 @@ private final class DirectClient: ChannelInboundHandler {
 
     private func send(_ context: ChannelHandlerContext) {
         loop.willSend()
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        request.write(with: self, on: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -344,7 +406,7 @@ private final class DirectClient: ChannelInboundHandler {
         case .head(let response):
             status = Int(response.status.code)
         case .body(let chunk):
-            if status == 200, chunk.readableBytesView.containsText() { loop.sawText() }
+            if status == 200, chunk.textChunks() > 0 { loop.sawText() }
         case .end:
             if loop.ended(ok: status == 200) {
                 sendWhenDue(loop.nextDue(first: false), on: context.eventLoop) { self.send(context) }
@@ -353,6 +415,45 @@ private final class DirectClient: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) { loop.finish() }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+}
+
+/// One held stream over HTTP: counted as held at its first text, then its text chunks counted.
+private final class HTTPHoldClient: ChannelInboundHandler, ChannelOutboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = Never
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let request: ChatRequest
+    private let counters: HoldCounters
+    private var status = 0
+    private var held = false
+
+    init(request: ChatRequest, counters: HoldCounters) {
+        self.request = request
+        self.counters = counters
+    }
+
+    func channelActive(context: ChannelHandlerContext) { request.write(with: self, on: context) }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let response):
+            status = Int(response.status.code)
+            if status != 200 { counters.recordEnd("HTTP \(response.status.code)") }
+        case .body(let chunk):
+            let texts = status == 200 ? chunk.textChunks() : 0
+            guard texts > 0 else { return }
+            counters.chunks.add(texts, ordering: .relaxed)
+            if !held {
+                held = true
+                counters.held.add(1, ordering: .relaxed)
+            }
+        case .end:
+            if status == 200 { counters.recordEnd("ended") }
+        }
+    }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 }
@@ -405,26 +506,32 @@ private final class HoldClient: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let streams: Int
+    private let text: String
     private let counters: HoldCounters
     private var lines = LineSplitter()
+    /// Request ids whose first text has arrived.
+    private var held = Set<Int>()
 
-    init(streams: Int, counters: HoldCounters) {
+    init(streams: Int, text: String, counters: HoldCounters) {
         self.streams = streams
+        self.text = text
         self.counters = counters
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        var buffer = context.channel.allocator.buffer(capacity: streams * 48)
-        for id in 0..<streams { buffer.writeString(#"{"id":\#(id),"input":"hold [fault:stall]"}"# + "\n") }
+        var buffer = context.channel.allocator.buffer(capacity: streams * 64)
+        for id in 0..<streams { buffer.writeString(#"{"id":\#(id),"input":"\#(text)"}"# + "\n") }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         lines.feed(unwrapInboundIn(data)) { line in
-            // The first text of a stalled reply: the stream is open end to end.
             switch EventKind(line) {
-            case .delta: counters.held.add(1, ordering: .relaxed)
-            case .error, .done: counters.recordError(line)
+            case .delta:
+                counters.chunks.add(1, ordering: .relaxed)
+                // The first text of a reply: the stream is open end to end.
+                if let id = requestID(line), held.insert(id).inserted { counters.held.add(1, ordering: .relaxed) }
+            case .error, .done: counters.recordEnd(terminalCode(line))
             case .start, .other: break
             }
         }
@@ -437,49 +544,97 @@ private final class HoldClient: ChannelInboundHandler {
 private struct LineSplitter {
     private var partial: [UInt8] = []
 
-    mutating func feed(_ buffer: ByteBuffer, _ body: (ArraySlice<UInt8>) -> Void) {
-        var bytes = partial
-        bytes.append(contentsOf: buffer.readableBytesView)
-        var start = 0
-        while let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
-            body(bytes[start..<newline])
-            start = newline + 1
+    mutating func feed(_ buffer: ByteBuffer, _ body: (UnsafeRawBufferPointer) -> Void) {
+        if partial.isEmpty {
+            buffer.withUnsafeReadableBytes { partial = Self.split($0, body) }
+        } else {
+            partial.append(contentsOf: buffer.readableBytesView)
+            partial = partial.withUnsafeBytes { Self.split($0, body) }
         }
-        partial = Array(bytes[start...])
     }
+
+    /// Calls `body` with each complete line; returns the incomplete rest.
+    private static func split(_ bytes: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) -> [UInt8] {
+        guard let base = bytes.baseAddress else { return [] }
+        var start = 0
+        while start < bytes.count, let newline = memchr(base + start, Int32(UInt8(ascii: "\n")), bytes.count - start) {
+            let end = base.distance(to: UnsafeRawPointer(newline))
+            body(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+            start = end + 1
+        }
+        return Array(bytes[start...])
+    }
+}
+
+/// The offset just past the first `marker` at or after `start` in `bytes`; nil when there is none.
+/// memchr and memcmp rather than the standard library's generic `firstRange(of:)`: the
+/// generator reads every event of every reply, and its own cost must stay well under the hops'.
+/// (Glibc's memmem is not visible to Swift without _GNU_SOURCE.)
+private func end(of marker: StaticString, in bytes: UnsafeRawBufferPointer, from start: Int = 0) -> Int? {
+    guard let base = bytes.baseAddress else { return nil }
+    let length = marker.utf8CodeUnitCount
+    var offset = start
+    while bytes.count - offset >= length,
+        let candidate = memchr(base + offset, Int32(marker.utf8Start.pointee), bytes.count - offset - length + 1)
+    {
+        let at = base.distance(to: UnsafeRawPointer(candidate))
+        if memcmp(candidate, marker.utf8Start, length) == 0 { return at + length }
+        offset = at + 1
+    }
+    return nil
 }
 
 /// The type of an agentd event line, read from its fixed `"type":"…"` field.
 private enum EventKind {
     case start, delta, done, error, other
 
-    private static let marker = Array(#""type":""#.utf8)
-
-    init(_ line: ArraySlice<UInt8>) {
-        guard let at = line.firstRange(of: Self.marker) else {
+    init(_ line: UnsafeRawBufferPointer) {
+        guard let at = end(of: #""type":""#, in: line) else {
             self = .other
             return
         }
-        switch line[at.upperBound...].prefix(5) {
-        case Array("delta".utf8)[...]: self = .delta
-        case Array("done\"".utf8)[...]: self = .done
-        case Array("error".utf8)[...]: self = .error
-        case Array("start".utf8)[...]: self = .start
+        switch Array(line[at...].prefix(5)) {
+        case Array("delta".utf8): self = .delta
+        case Array("done\"".utf8): self = .done
+        case Array("error".utf8): self = .error
+        case Array("start".utf8): self = .start
         default: self = .other
         }
     }
 }
 
-extension ByteBufferView {
-    /// True if this SSE chunk carries reply text: a `"content":"` followed by a character.
-    /// (The first chunk of a reply carries the role and an empty content.)
-    fileprivate func containsText() -> Bool {
-        let marker = Array(#""content":""#.utf8)
-        var rest = self[...]
-        while let range = rest.firstRange(of: marker), range.upperBound < rest.endIndex {
-            if rest[range.upperBound] != UInt8(ascii: "\"") { return true }
-            rest = rest[range.upperBound...]
+/// The `"id":N` an agentd event line carries, read without parsing the line.
+private func requestID(_ line: UnsafeRawBufferPointer) -> Int? {
+    guard let at = end(of: #""id":"#, in: line) else { return nil }
+    var value = 0
+    var digits = 0
+    for byte in line[at...] {
+        guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { break }
+        value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        digits += 1
+    }
+    return digits > 0 ? value : nil
+}
+
+/// The error code of an agentd terminal event line; "done" for a `done`.
+private func terminalCode(_ line: UnsafeRawBufferPointer) -> String {
+    guard let at = end(of: #""code":""#, in: line) else { return "done" }
+    return String(decoding: line[at...].prefix { $0 != UInt8(ascii: "\"") }, as: UTF8.self)
+}
+
+extension ByteBuffer {
+    /// How many SSE chunks carrying reply text this body part holds: each is a `"content":"`
+    /// followed by a character. (The first chunk of a reply carries the role and an empty content.)
+    /// A marker split between two body parts is missed; the emulator writes whole events.
+    fileprivate func textChunks() -> Int {
+        withUnsafeReadableBytes { bytes in
+            var count = 0
+            var offset = 0
+            while let at = end(of: #""content":""#, in: bytes, from: offset), at < bytes.count {
+                if bytes[at] != UInt8(ascii: "\"") { count += 1 }
+                offset = at
+            }
+            return count
         }
-        return false
     }
 }
