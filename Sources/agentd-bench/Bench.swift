@@ -310,7 +310,7 @@ struct Bench {
     }
 
     /// For diagnosis: holds `streams` paced streams through agentd (those of the plan's largest
-    /// hold), printing progress each second.
+    /// hold), printing progress each second, and keeps them 10 s once held.
     func holdOnly(streams: Int) throws {
         let (emulator, port) = try startEmulator()
         defer { emulator.stop() }
@@ -321,12 +321,15 @@ struct Bench {
         defer { generator.shutdown() }
         let pid = daemon.child.pid
         let watcher = Thread {
+            var last = ProcessFigures.cpuSeconds(pid: pid)
             for second in 1...120 {
                 sleep(1)
+                let cpu = ProcessFigures.cpuSeconds(pid: pid)
                 progress(
-                    "\(second) s: agentd CPU \(fixed(ProcessFigures.cpuSeconds(pid: pid), 1)) s, "
+                    "\(second) s: agentd CPU \(fixed(cpu - last, 2)) s in the last second, "
                         + "RSS \(fixed(ProcessFigures.residentBytes(pid: pid) / 1_048_576, 1)) MiB, "
                         + "emulator \(emulatorStats(port: port))")
+                last = cpu
                 if Thread.current.isCancelled { return }
             }
         }
@@ -334,10 +337,17 @@ struct Bench {
         let held = try generator.hold(
             .agentd(socketPath: daemon.socketPath("bench")), streams: streams, perConnection: plan.holdPerConnection,
             reply: plan.pacedHolds.last!.reply, within: 180)
-        watcher.cancel()
         progress(
             "held \(held.result.held), failed \(held.result.failed) \(held.result.errors) in \(fixed(held.result.secondsToHold, 1)) s"
         )
+        let chunks = held.counters.chunks.load(ordering: .relaxed)
+        let cpu = daemon.child.cpuSeconds
+        sleep(10)
+        let delivered = held.counters.chunks.load(ordering: .relaxed) - chunks
+        progress(
+            "over 10 s: \(delivered) chunks, agentd \(fixed((daemon.child.cpuSeconds - cpu) / Double(max(delivered, 1)) * 1e6, 2)) µs CPU per chunk"
+        )
+        watcher.cancel()
         generator.closeAll(held.channels)
     }
 

@@ -180,7 +180,7 @@ struct Report {
             chunk: the hop's CPU over a window once all are held, over the text chunks the clients
             received in it. RSS is VmRSS of /proc/PID/status (nginx: its master and workers summed).
 
-            | streams | token interval | hop | held / failed | RSS before | RSS held | RSS per stream | chunks/s delivered | CPU per chunk | RSS 12 s after the clients closed |
+            | streams | token interval | hop | held / failed | RSS before | RSS held | RSS per stream | chunks/s delivered (paced rate) | CPU per chunk | RSS 12 s after the clients closed |
             |---:|---:|---|---:|---:|---:|---:|---:|---:|---:|
 
             """
