@@ -293,7 +293,7 @@ final class Transfer: @unchecked Sendable {
         loop.headArrived(self)
     }
 
-    /// Hands the head to its waiter. The loop calls this once `curl_multi_perform` has returned,
+    /// Hands the head to its waiter. The loop calls this once `curl_multi_socket_action` has returned,
     /// not from the header callback: body bytes read together with the head are then buffered
     /// by the time the waiter runs, so it can tell a reply that is all there from a slow one.
     func deliverHead() {
