@@ -52,8 +52,16 @@ final class CurlLoop: @unchecked Sendable {
     private var nextDeadline = UInt64.max
     /// When curl's own timer (connect timeouts, a resumed transfer, a new one) is due; nil: none.
     private var curlTimer: UInt64?
-    /// What epoll watches each of curl's sockets for.
-    private var watched: [Int32: UInt32] = [:]
+    /// What epoll watches each of curl's sockets for, and whether curl still wants it. A socket
+    /// curl stops watching, a finished transfer's kept-alive connection, stays in the epoll set
+    /// until an event comes for it: the next transfer on the connection usually wants the same,
+    /// so a request costs one `epoll_ctl` instead of an add and a delete.
+    private var watched: [Int32: Watch] = [:]
+
+    private struct Watch {
+        var events: UInt32
+        var wanted: Bool
+    }
 
     /// Idle connections kept for reuse.
     static let cachedConnections = 256
@@ -201,11 +209,7 @@ final class CurlLoop: @unchecked Sendable {
                     _ = read(wakeup, &value, 8)
                     continue
                 }
-                var mask: Int32 = 0
-                if event.events & (EPOLLIN.rawValue | EPOLLHUP.rawValue) != 0 { mask |= CURL_CSELECT_IN }
-                if event.events & EPOLLOUT.rawValue != 0 { mask |= CURL_CSELECT_OUT }
-                if event.events & EPOLLERR.rawValue != 0 { mask |= CURL_CSELECT_ERR }
-                act(on: socket, mask)
+                ready(socket, event.events)
             }
             deliverHeads()
             collectFinished()
@@ -225,23 +229,41 @@ final class CurlLoop: @unchecked Sendable {
 
     /// curl's socket callback: watch `socket` for what curl wants, or no longer.
     fileprivate func watch(_ socket: Int32, _ what: Int32) {
-        let wanted: UInt32 =
-            switch what {
-            case CURL_POLL_IN: EPOLLIN.rawValue
-            case CURL_POLL_OUT: EPOLLOUT.rawValue
-            case CURL_POLL_INOUT: EPOLLIN.rawValue | EPOLLOUT.rawValue
-            default: 0
-            }
-        let current = watched[socket]
-        guard wanted != current else { return }
-        var event = epoll_event(events: wanted, data: epoll_data_t(fd: socket))
-        if wanted == 0 {
-            watched[socket] = nil
-            epoll_ctl(epoll, EPOLL_CTL_DEL, socket, &event)
-        } else {
-            watched[socket] = wanted
-            epoll_ctl(epoll, current == nil ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, socket, &event)
+        let events: UInt32
+        switch what {
+        case CURL_POLL_IN: events = EPOLLIN.rawValue
+        case CURL_POLL_OUT: events = EPOLLOUT.rawValue
+        case CURL_POLL_INOUT: events = EPOLLIN.rawValue | EPOLLOUT.rawValue
+        default:
+            watched[socket]?.wanted = false
+            return
         }
+        let current = watched[socket]
+        watched[socket] = Watch(events: events, wanted: true)
+        if let current, current.wanted, current.events == events { return }
+        // A socket no longer wanted may have been closed since, and its number reused: the
+        // registration epoll kept went with the close, so MOD finds none and ADD is right.
+        var event = epoll_event(events: events, data: epoll_data_t(fd: socket))
+        let first = current == nil ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
+        if epoll_ctl(epoll, first, socket, &event) != 0, errno == ENOENT || errno == EEXIST {
+            epoll_ctl(epoll, first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket, &event)
+        }
+    }
+
+    /// An event for `socket`: curl's to act on, or, for a socket curl no longer watches, the
+    /// time to take it out of the epoll set.
+    private func ready(_ socket: Int32, _ events: UInt32) {
+        guard watched[socket]?.wanted == true else {
+            watched[socket] = nil
+            var event = epoll_event()
+            epoll_ctl(epoll, EPOLL_CTL_DEL, socket, &event)
+            return
+        }
+        var mask: Int32 = 0
+        if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue) != 0 { mask |= CURL_CSELECT_IN }
+        if events & EPOLLOUT.rawValue != 0 { mask |= CURL_CSELECT_OUT }
+        if events & EPOLLERR.rawValue != 0 { mask |= CURL_CSELECT_ERR }
+        act(on: socket, mask)
     }
 
     /// curl's timer callback: when to call `curl_multi_socket_action` for its timers.
