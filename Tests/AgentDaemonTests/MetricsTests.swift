@@ -76,4 +76,23 @@ import Testing
         agent.upstreamResponded(status: 418)
         #expect(exposition(metrics).contains(#"agentd_upstream_responses_total{agent="a",status="418"} 2"#))
     }
+
+    @Test func eachFamilyIsOneBlockWithEveryAgentsSeries() {
+        let metrics = DaemonMetrics()
+        metrics.agent(named: "b").upstreamRetrying()
+        metrics.agent(named: "a").upstreamRetrying()
+        let lines = String(
+            decoding: metrics.exposition(DaemonMetrics.LiveState(connections: 0, agents: [:])), as: UTF8.self
+        ).split(separator: "\n")
+        #expect(lines.filter { $0 == "# TYPE agentd_retries_total counter" }.count == 1)
+        #expect(lines.filter { $0.hasPrefix("# HELP agentd_retries_total ") }.count == 1)
+        let type = lines.firstIndex(of: "# TYPE agentd_retries_total counter")!
+        #expect(
+            Array(lines[(type + 1)...].prefix(2)) == [
+                #"agentd_retries_total{agent="a"} 1"#, #"agentd_retries_total{agent="b"} 1"#,
+            ])
+        // Every family's TYPE line appears once, whatever the number of agents.
+        let types = lines.filter { $0.hasPrefix("# TYPE ") }
+        #expect(Set(types).count == types.count)
+    }
 }

@@ -42,7 +42,7 @@ final class DaemonMetrics: Sendable {
     func agent(named name: String) -> AgentMetrics {
         agents.withLock { agents in
             if let existing = agents[name] { return existing }
-            let made = AgentMetrics(agent: name, registry: registry)
+            let made = AgentMetrics(agent: name)
             agents[name] = made
             return made
         }
@@ -73,16 +73,20 @@ final class DaemonMetrics: Sendable {
         gauge.set(to: up ? 1 : 0)
     }
 
-    /// The Prometheus text exposition, after setting the sampled gauges from `live`.
+    /// The Prometheus text exposition, after setting the sampled gauges from `live`: the
+    /// daemon's registry and each agent's (agents by name), merged into one block per family.
     func exposition(_ live: LiveState) -> [UInt8] {
         connections.set(Int64(live.connections))
-        let agents = agents.withLock { $0 }
+        let agents = agents.withLock { $0 }.sorted { $0.key < $1.key }
+        var families = ExpositionFamilies()
+        families.add(registry.emitToBuffer())
         for (name, metrics) in agents {
             let sample = live.agents[name]
             metrics.inFlight.set(Int64(sample?.inFlight ?? 0))
             metrics.queueDepth.set(Int64(sample?.queued ?? 0))
+            families.add(metrics.registry.emitToBuffer())
         }
-        return registry.emitToBuffer()
+        return families.text
     }
 
     /// What the gauges sample when metrics are rendered.
@@ -94,4 +98,38 @@ final class DaemonMetrics: Sendable {
     static func name(_ name: String, unit: String? = nil, help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "agentd", metricName: name, unitName: unit ?? "", helpText: help)
     }
+}
+
+/// Expositions of several registries as one: a family's `# HELP` and `# TYPE` once, then its
+/// series from every registry. The text format allows a family's lines only in one block.
+struct ExpositionFamilies {
+    private var order: [String] = []
+    private var families: [String: (header: [UInt8], series: [UInt8])] = [:]
+
+    mutating func add(_ exposition: [UInt8]) {
+        var family = ""
+        var headerOfNewFamily = false
+        for line in exposition.split(separator: UInt8(ascii: "\n")) {
+            if line.starts(with: Self.help) || line.starts(with: Self.type) {
+                let name = String(
+                    decoding: line.dropFirst(Self.help.count).prefix { $0 != UInt8(ascii: " ") }, as: UTF8.self)
+                if name != family {
+                    family = name
+                    headerOfNewFamily = families[name] == nil
+                    if headerOfNewFamily { order.append(name) }
+                }
+                if headerOfNewFamily { families[name, default: ([], [])].header += line + [UInt8(ascii: "\n")] }
+            } else if !family.isEmpty {
+                families[family, default: ([], [])].series += line + [UInt8(ascii: "\n")]
+            }
+        }
+    }
+
+    var text: [UInt8] {
+        order.flatMap { name in families[name].map { $0.header + $0.series } ?? [] }
+    }
+
+    // Both seven bytes long, so the family name starts at the same offset.
+    private static let help = Array("# HELP ".utf8)
+    private static let type = Array("# TYPE ".utf8)
 }
