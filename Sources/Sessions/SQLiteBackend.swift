@@ -169,28 +169,47 @@ final class SQLiteBackend: SessionBackend {
         return found
     }
 
-    func read(_ key: SessionKey, now: Timestamp) throws(SessionStoreError) -> [SessionMessage] {
+    func read(_ key: SessionKey, now: Timestamp) throws(SessionStoreError) -> StoredSession? {
         try transaction { () throws(SessionStoreError) in
-            guard let session = try live(key, now: now) else { return [] }
-            var messages: [SessionMessage] = []
+            guard let session = try live(key, now: now) else { return nil }
+            var turns: [[SessionMessage]] = []
+            var current: Int64?
             try statements.readMessages.run([.integer(session.id)]) { row in
-                messages.append(SessionMessage(row.blob(0)))
+                let message = SessionMessage(row.blob(1))
+                if row.integer(0) == current {
+                    turns[turns.count - 1].append(message)
+                } else {
+                    current = row.integer(0)
+                    turns.append([message])
+                }
             }
-            let expires = now + .milliseconds(session.ttlMilliseconds)
-            try statements.touch.run([
-                .integer(session.id), .integer(now.millisecondsSinceEpoch), .integer(expires.millisecondsSinceEpoch),
-            ])
-            return messages
+            return StoredSession(turns: turns, expires: try touch(session, now: now))
         }
+    }
+
+    func touch(_ key: SessionKey, now: Timestamp) throws(SessionStoreError) -> Timestamp? {
+        try transaction { () throws(SessionStoreError) in
+            guard let session = try live(key, now: now) else { return nil }
+            return try touch(session, now: now)
+        }
+    }
+
+    private func touch(_ session: Found, now: Timestamp) throws(SessionStoreError) -> Timestamp {
+        let expires = now + .milliseconds(session.ttlMilliseconds)
+        try statements.touch.run([
+            .integer(session.id), .integer(now.millisecondsSinceEpoch), .integer(expires.millisecondsSinceEpoch),
+        ])
+        return expires
     }
 
     func append(
         _ key: SessionKey, turn: [SessionMessage], limits: SessionLimits, now: Timestamp
-    ) throws(SessionStoreError) {
+    ) throws(SessionStoreError) -> AppendOutcome {
         try transaction { () throws(SessionStoreError) in
             let id: Int64
             let turnNumber: Int64
-            if let session = try live(key, now: now) {
+            let existing = try live(key, now: now)
+            if let session = existing {
                 id = session.id
                 turnNumber = session.nextTurn
             } else {
@@ -221,14 +240,21 @@ final class SQLiteBackend: SessionBackend {
                 .integer(Int64(kept.reduce(0) { $0 + $1.messages })), .integer(Int64(kept.reduce(0) { $0 + $1.bytes })),
                 .integer(turnNumber + 1),
             ])
-            try statements.evictLeastRecent.run([.integer(id), .integer(Int64(limits.maxSessions))])
+            var evicted: [SessionKey] = []
+            try statements.evictLeastRecent.run([.integer(id), .integer(Int64(limits.maxSessions))]) { row in
+                evicted.append(SessionKey(row))
+            }
+            return AppendOutcome(continued: existing != nil, droppedTurns: dropped, evicted: evicted)
         }
     }
 
-    func sweepExpired(now: Timestamp) throws(SessionStoreError) -> Int {
+    func sweepExpired(now: Timestamp) throws(SessionStoreError) -> [SessionKey] {
         try transaction { () throws(SessionStoreError) in
-            try statements.deleteExpired.run([.integer(now.millisecondsSinceEpoch)])
-            return connection.changes
+            var expired: [SessionKey] = []
+            try statements.deleteExpired.run([.integer(now.millisecondsSinceEpoch)]) { row in
+                expired.append(SessionKey(row))
+            }
+            return expired
         }
     }
 
@@ -237,9 +263,7 @@ final class SQLiteBackend: SessionBackend {
         try statements.list.run([.integer(now.millisecondsSinceEpoch), agent.map { .text($0) } ?? .null]) { row in
             summaries.append(
                 SessionSummary(
-                    key: SessionKey(
-                        agent: row.text(0), uid: UInt32(truncatingIfNeeded: row.integer(1)), name: row.text(2)),
-                    messages: Int(row.integer(3)), bytes: Int(row.integer(4)),
+                    key: SessionKey(row), messages: Int(row.integer(3)), bytes: Int(row.integer(4)),
                     updated: Timestamp(millisecondsSinceEpoch: row.integer(5)),
                     expires: Timestamp(millisecondsSinceEpoch: row.integer(6))))
         }
@@ -305,12 +329,14 @@ final class SQLiteBackend: SessionBackend {
                 DELETE FROM sessions WHERE id IN (
                     SELECT id FROM sessions WHERE id != ?1 ORDER BY updated_ms, id
                     LIMIT max(0, (SELECT count(*) FROM sessions) - ?2))
+                RETURNING agent, uid, name
                 """)
             readMessages = try connection.prepare(
-                "SELECT content FROM messages WHERE session = ?1 ORDER BY turn, position")
+                "SELECT turn, content FROM messages WHERE session = ?1 ORDER BY turn, position")
             touch = try connection.prepare("UPDATE sessions SET updated_ms = ?2, expires_ms = ?3 WHERE id = ?1")
             deleteSession = try connection.prepare("DELETE FROM sessions WHERE id = ?1")
-            deleteExpired = try connection.prepare("DELETE FROM sessions WHERE expires_ms <= ?1")
+            deleteExpired = try connection.prepare(
+                "DELETE FROM sessions WHERE expires_ms <= ?1 RETURNING agent, uid, name")
             forget = try connection.prepare("DELETE FROM sessions WHERE agent = ?1 AND uid = ?2 AND name = ?3")
             list = try connection.prepare(
                 """
@@ -324,4 +350,9 @@ final class SQLiteBackend: SessionBackend {
 extension SessionKey {
     /// The key as the `?1, ?2, ?3` parameters of the statements that look a session up.
     fileprivate var values: [Statement.Value] { [.text(agent), .integer(Int64(uid)), .text(name)] }
+
+    /// The key in a row's first three columns: agent, uid, name.
+    fileprivate init(_ row: Row) {
+        self.init(agent: row.text(0), uid: UInt32(truncatingIfNeeded: row.integer(1)), name: row.text(2))
+    }
 }
