@@ -82,9 +82,10 @@ final class SessionTurn: Sendable {
         token.withLock { $0 = acquired }
         if let version = service.store.version(of: key), let cached = service.cache.history(key, version: version) {
             base.withLock { $0 = (cached, version) }
-            // A read counts as use (recency, ttl); the request need not wait for it.
+            // A read counts as use (recency, ttl); the request need not wait for it. Started here,
+            // the task's first step is its enqueueing on the store's thread: no pool thread to wake.
             let store = service.store
-            Task { try? await store.touch(key) }
+            Task.immediate { try? await store.touch(key) }
             return cached.messages
         }
         do {

@@ -9,11 +9,14 @@
 ///
 /// - WAL journal: an append is one short write transaction whose commit appends frames to the
 ///   WAL; readers (`agentctl sessions` through the daemon, or `sqlite3` by hand) do not block it.
-/// - `synchronous=FULL`: every commit is fsynced before `append` returns, and so before the
-///   runner sends `done`. `NORMAL` would already survive `kill -9` (the frames are in the
-///   page cache once `write` returns) but not a power cut or kernel crash, which would lose
-///   the last turns of a `done` the client saw. One fsync per finished request is cheap next
-///   to the model call that preceded it.
+/// - `synchronous=FULL`: every commit that changes content is fsynced before it returns, an
+///   append before the runner sends `done`. `NORMAL` would already survive `kill -9` (the
+///   frames are in the page cache once `write` returns) but not a power cut or kernel crash,
+///   which would lose the last turns of a `done` the client saw. One fsync per finished
+///   request is cheap next to the model call that preceded it. Only the recency update of a
+///   read or a touch commits with `NORMAL`: it comes before the model call, and losing it to
+///   a power cut only moves the session's last use back to its last durable change (the next
+///   FULL commit's fsync covers its frames as well).
 /// - `secure_delete=ON`: trimmed and forgotten messages are overwritten with zeros, not left
 ///   in free pages; `forget` also truncates the WAL, so forgotten text leaves the disk.
 ///   Debian's SQLite is built with this default; the pragma keeps it with any other build.
@@ -54,6 +57,8 @@ final class SQLiteBackend: SessionBackend {
 
     private let connection: Connection
     private let statements: Statements
+    /// Whether the connection's `synchronous` is FULL now (it starts so).
+    private var durable = true
 
     /// Opens the database at `path`, creating it (mode 0600) and its directory (mode 0700; the
     /// directory's parent must exist) when missing, and brings its schema up to `migrations`.
@@ -133,8 +138,15 @@ final class SQLiteBackend: SessionBackend {
     }
 
     /// Runs `body` in one write transaction (taking the write lock at BEGIN, so it never has to
-    /// upgrade a read lock and fail with `SQLITE_BUSY` half-way).
-    private func transaction<T>(_ body: () throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
+    /// upgrade a read lock and fail with `SQLITE_BUSY` half-way). A `durable` one commits with
+    /// `synchronous=FULL`: when that cannot be set, it does not start.
+    private func transaction<T>(
+        durable: Bool = true, _ body: () throws(SessionStoreError) -> T
+    ) throws(SessionStoreError) -> T {
+        if durable != self.durable {
+            try (durable ? statements.synchronousFull : statements.synchronousNormal).run()
+            self.durable = durable
+        }
         try statements.begin.run()
         do throws(SessionStoreError) {
             let result = try body()
@@ -170,7 +182,7 @@ final class SQLiteBackend: SessionBackend {
     }
 
     func read(_ key: SessionKey, now: Timestamp) throws(SessionStoreError) -> StoredSession? {
-        try transaction { () throws(SessionStoreError) in
+        try transaction(durable: false) { () throws(SessionStoreError) in
             guard let session = try live(key, now: now) else { return nil }
             var turns: [[SessionMessage]] = []
             var current: Int64?
@@ -188,7 +200,7 @@ final class SQLiteBackend: SessionBackend {
     }
 
     func touch(_ key: SessionKey, now: Timestamp) throws(SessionStoreError) -> Timestamp? {
-        try transaction { () throws(SessionStoreError) in
+        try transaction(durable: false) { () throws(SessionStoreError) in
             guard let session = try live(key, now: now) else { return nil }
             return try touch(session, now: now)
         }
@@ -286,6 +298,8 @@ final class SQLiteBackend: SessionBackend {
     private struct Statements {
         let begin: Statement
         let commit: Statement
+        let synchronousFull: Statement
+        let synchronousNormal: Statement
         let find: Statement
         let insertSession: Statement
         let insertMessage: Statement
@@ -303,6 +317,8 @@ final class SQLiteBackend: SessionBackend {
         init(_ connection: Connection) throws(SessionStoreError) {
             begin = try connection.prepare("BEGIN IMMEDIATE")
             commit = try connection.prepare("COMMIT")
+            synchronousFull = try connection.prepare("PRAGMA synchronous = FULL")
+            synchronousNormal = try connection.prepare("PRAGMA synchronous = NORMAL")
             find = try connection.prepare(
                 "SELECT id, ttl_ms, expires_ms, next_turn FROM sessions WHERE agent = ?1 AND uid = ?2 AND name = ?3")
             insertSession = try connection.prepare(
