@@ -9,7 +9,8 @@ import Synchronization
 /// lookup returns it only while the store says the session is still at that version. Every
 /// change to a session (an append, its trimming, `forget`, expiry, eviction, a restart) gives
 /// it a new version or none, so a stale entry can never be returned, whichever path changed
-/// the store; it is merely dropped when least recently used.
+/// the store. A removed session's entry also goes at once (`SessionStore.onRemoval`), so that
+/// forgotten text does not stay in memory.
 ///
 /// Bounded by entries and by the stored size of what they hold, least recently used first.
 /// Only sessions continued while still cached gain from an entry, so the bound is the working
@@ -78,12 +79,14 @@ final class SessionHistoryCache: Sendable {
     }
 
     /// Keeps `history` as `version`'s, replacing what `key` had, then evicts the least
-    /// recently used entries beyond the bounds. A history larger than `maxBytes` is not kept.
-    func keep(_ history: History, of key: SessionKey, version: SessionVersion) {
+    /// recently used entries beyond the bounds. Nothing is kept when `store` has moved past
+    /// `version` (checked under the cache's lock, so a removal that `onRemoval` reports while
+    /// this runs still removes the entry), nor a history larger than `maxBytes`.
+    func keep(_ history: History, of key: SessionKey, version: SessionVersion, in store: SessionStore) {
         let bytes = history.bytes
         state.withLock { state in
             state.remove(key)
-            guard bytes <= maxBytes else { return }
+            guard bytes <= maxBytes, store.version(of: key) == version else { return }
             state.clock += 1
             state.entries[key] = Entry(version: version, history: history, bytes: bytes, lastUse: state.clock)
             state.bytes += bytes

@@ -32,6 +32,10 @@ public struct SessionService: Sendable {
         self.locks = locks
         self.cache = cache
         self.defaults = defaults
+        // A forgotten or evicted session's text leaves memory with it, not at the next LRU turn.
+        store.onRemoval { keys in
+            for key in keys { cache.remove(key) }
+        }
     }
 }
 
@@ -96,7 +100,9 @@ final class SessionTurn: Sendable {
                 history.turns.append((turn.count, turn.reduce(0) { $0 + $1.content.count }))
             }
             base.withLock { $0 = (history, stored.version) }
-            if let version = stored.version { service.cache.keep(history, of: key, version: version) }
+            if let version = stored.version {
+                service.cache.keep(history, of: key, version: version, in: service.store)
+            }
             return history.messages
         } catch let error as ErrorInfo {
             release()
@@ -141,7 +147,8 @@ final class SessionTurn: Sendable {
         }
         let bytes = turn.reduce(0) { $0 + $1.content.count }
         service.cache.keep(
-            before.appending(decoded, bytes: bytes, dropped: appended.droppedTurns), of: key, version: appended.version)
+            before.appending(decoded, bytes: bytes, dropped: appended.droppedTurns), of: key, version: appended.version,
+            in: service.store)
     }
 
     func release() {

@@ -25,6 +25,7 @@ public actor SessionStore {
     public nonisolated let backing: Backing
     private let thread = StoreThread()
     private nonisolated let versions = Mutex(Versions())
+    private nonisolated let removalObservers = Mutex<[@Sendable ([SessionKey]) -> Void]>([])
 
     private enum State {
         case open(any SessionBackend)
@@ -84,14 +85,12 @@ public actor SessionStore {
     /// What `read` returns, in whole turns, with the version it has now (nil for an empty
     /// history): the version a cache of this history is valid for.
     public func history(_ key: SessionKey, now: Timestamp = .now()) throws(SessionStoreError) -> SessionHistory {
-        let stored = try backend("read a session").read(key, now: now)
-        return versions.withLock { versions in
-            guard let stored else {
-                versions.forget([key])
-                return SessionHistory(turns: [], version: nil)
-            }
-            return SessionHistory(turns: stored.turns, version: versions.read(key, expires: stored.expires))
+        guard let stored = try backend("read a session").read(key, now: now) else {
+            removed([key])
+            return SessionHistory(turns: [], version: nil)
         }
+        return SessionHistory(
+            turns: stored.turns, version: versions.withLock { $0.read(key, expires: stored.expires) })
     }
 
     /// The version of the session's content now, or nil when this process has not seen it or
@@ -105,9 +104,20 @@ public actor SessionStore {
     /// What a read does to recency and expiry, for a caller that has the history cached.
     public func touch(_ key: SessionKey, now: Timestamp = .now()) throws(SessionStoreError) {
         let expires = try backend("touch a session").touch(key, now: now)
-        versions.withLock { versions in
-            if let expires { versions.touch(key, expires: expires) } else { versions.forget([key]) }
-        }
+        if let expires { versions.withLock { $0.touch(key, expires: expires) } } else { removed([key]) }
+    }
+
+    /// Calls `observer`, on the store's thread, with the keys of sessions that are gone
+    /// (forgotten, expired, evicted), so that whoever holds copies of their content can drop
+    /// them at once rather than when they would next be used.
+    public nonisolated func onRemoval(_ observer: @escaping @Sendable ([SessionKey]) -> Void) {
+        removalObservers.withLock { $0.append(observer) }
+    }
+
+    private func removed(_ keys: [SessionKey]) {
+        guard !keys.isEmpty else { return }
+        versions.withLock { $0.forget(keys) }
+        for observer in removalObservers.withLock({ $0 }) { observer(keys) }
     }
 
     /// Appends one turn (the messages one request added), atomically: when this throws the
@@ -120,9 +130,9 @@ public actor SessionStore {
         _ key: SessionKey, turn: [SessionMessage], limits: SessionLimits, now: Timestamp = .now()
     ) throws(SessionStoreError) -> SessionAppend {
         let outcome = try backend("append to a session").append(key, turn: turn, limits: limits, now: now)
+        removed(outcome.evicted)
         return versions.withLock { versions in
-            versions.forget(outcome.evicted)
-            return versions.appended(
+            versions.appended(
                 key, continued: outcome.continued, expires: now + limits.ttl, dropped: outcome.droppedTurns)
         }
     }
@@ -132,7 +142,7 @@ public actor SessionStore {
     @discardableResult
     public func sweepExpired(now: Timestamp = .now()) throws(SessionStoreError) -> Int {
         let expired = try backend("remove expired sessions").sweepExpired(now: now)
-        versions.withLock { $0.forget(expired) }
+        removed(expired)
         return expired.count
     }
 
@@ -145,7 +155,7 @@ public actor SessionStore {
     /// removed from the WAL and overwritten in the database file.
     public func forget(_ key: SessionKey) throws(SessionStoreError) -> Bool {
         // First: when the WAL checkpoint then fails the session is gone all the same.
-        defer { versions.withLock { $0.forget([key]) } }
+        defer { removed([key]) }
         return try backend("forget a session").forget(key)
     }
 

@@ -185,7 +185,8 @@ private final class Events: EventSink {
         let key = SessionKey(agent: "support", uid: 1000, name: "s1")
         let version = try #require(store.version(of: key))
         let marker = ChatMessage(role: .user, content: "from the cache")
-        cache.keep(SessionHistoryCache.History(messages: [marker], turns: [(1, 1)]), of: key, version: version)
+        cache.keep(
+            SessionHistoryCache.History(messages: [marker], turns: [(1, 1)]), of: key, version: version, in: store)
         _ = await send([ChatMessage(role: .user, content: "third")], llm: llm)
         #expect(llm.requests.last?.messages == [marker, ChatMessage(role: .user, content: "third")])
     }
@@ -196,6 +197,8 @@ private final class Events: EventSink {
         #expect(cached() != nil)
         #expect(try await store.forget(SessionKey(agent: "support", uid: 1000, name: "s1")))
         #expect(cached() == nil)
+        // The text left memory with the session, not at the next request.
+        #expect(cache.count == 0)
         _ = await send([ChatMessage(role: .user, content: "fresh")], llm: llm)
         #expect(llm.requests.last?.messages == [ChatMessage(role: .user, content: "fresh")])
         #expect(cached()?.compactMap(\.content) == ["fresh", "two"])
@@ -229,6 +232,7 @@ private final class Events: EventSink {
         _ = await send([ChatMessage(role: .user, content: "other")], session: "s2", defaults: oneSession, llm: llm)
         #expect(cached() == nil)
         #expect(cached("s2") != nil)
+        #expect(cache.count == 1)
         _ = await send([ChatMessage(role: .user, content: "back")], defaults: oneSession, llm: llm)
         #expect(llm.requests.last?.messages == [ChatMessage(role: .user, content: "back")])
     }
@@ -264,17 +268,28 @@ private final class Events: EventSink {
         func history(bytes: Int) -> SessionHistoryCache.History {
             SessionHistoryCache.History(messages: [ChatMessage(role: .user, content: "x")], turns: [(1, bytes)])
         }
-        let version = try await store.append(key("any"), turn: [SessionMessage(json: "{}")], limits: .defaults).version
-        small.keep(history(bytes: 10), of: key("a"), version: version)
-        small.keep(history(bytes: 10), of: key("b"), version: version)
-        _ = small.history(key("a"), version: version)
-        small.keep(history(bytes: 10), of: key("c"), version: version)
-        #expect(small.history(key("b"), version: version) == nil)
-        #expect(small.history(key("a"), version: version) != nil)
-        small.keep(history(bytes: 95), of: key("d"), version: version)
+        var versions: [String: SessionVersion] = [:]
+        for name in ["a", "b", "c", "d", "e"] {
+            versions[name] = try await store.append(key(name), turn: [SessionMessage(json: "{}")], limits: .defaults)
+                .version
+        }
+        func keep(_ name: String, bytes: Int) {
+            small.keep(history(bytes: bytes), of: key(name), version: versions[name]!, in: store)
+        }
+        func isCached(_ name: String) -> Bool { small.history(key(name), version: versions[name]!) != nil }
+        keep("a", bytes: 10)
+        keep("b", bytes: 10)
+        _ = isCached("a")
+        keep("c", bytes: 10)
+        #expect(!isCached("b"))
+        #expect(isCached("a"))
+        keep("d", bytes: 95)
         #expect(small.count == 1)
-        small.keep(history(bytes: 101), of: key("e"), version: version)
-        #expect(small.history(key("e"), version: version) == nil)
+        keep("e", bytes: 101)
+        #expect(!isCached("e"))
+        // A version the store has moved past is not kept: its entry could never be served.
+        small.keep(history(bytes: 1), of: key("a"), version: versions["b"]!, in: store)
+        #expect(small.history(key("a"), version: versions["b"]!) == nil)
     }
 
     @Test func theCodecKeepsEveryFieldOfAMessage() throws {
