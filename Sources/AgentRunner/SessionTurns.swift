@@ -12,24 +12,37 @@ import Synchronization
 #endif
 
 /// What the runner needs to serve requests that carry `session` (contract §9): the store, the
-/// per-session locks, and the daemon's session limits, read at each request so that a reload
-/// that changes them applies to the next one.
+/// per-session locks, the daemon's session limits, read at each request so that a reload
+/// that changes them applies to the next one, and the cache of decoded histories.
 public struct SessionService: Sendable {
     public let store: SessionStore
     public let locks: SessionLocks
     let defaults: @Sendable () -> SessionLimits
+    let cache: SessionHistoryCache
 
     public init(store: SessionStore, locks: SessionLocks, defaults: @escaping @Sendable () -> SessionLimits) {
+        self.init(store: store, locks: locks, cache: SessionHistoryCache(), defaults: defaults)
+    }
+
+    init(
+        store: SessionStore, locks: SessionLocks, cache: SessionHistoryCache,
+        defaults: @escaping @Sendable () -> SessionLimits
+    ) {
         self.store = store
         self.locks = locks
+        self.cache = cache
         self.defaults = defaults
+        // A forgotten or evicted session's text leaves memory with it, not at the next LRU turn.
+        store.onRemoval { keys in
+            for key in keys { cache.remove(key) }
+        }
     }
 }
 
 /// One request's hold on its session, from the lock to the append.
 ///
-/// `begin` takes the session's lock (or fails with `session_busy`) and reads its history;
-/// `commit` appends the request's turn and gives the lock back, before the `done` is written,
+/// `begin` takes the session's lock (or fails with `session_busy`) and reads its history,
+/// from the cache when it holds the store's current version; `commit` appends the request's turn and gives the lock back, before the `done` is written,
 /// so a client that sends its next turn as soon as it reads `done` finds the session free and
 /// complete. `release` gives the lock back without appending (an `error`, a disconnect); it
 /// may run more than once. Without `session` every step does nothing.
@@ -42,6 +55,9 @@ final class SessionTurn: Sendable {
     /// What the client sent this time, the first part of the turn.
     private let sent: [ChatMessage]
     private let token = Mutex<SessionLocks.Token?>(nil)
+    /// The history `begin` found and its version (nil for an empty one), which `commit`
+    /// extends into the cache entry of the version its append makes.
+    private let base = Mutex<(history: SessionHistoryCache.History, version: SessionVersion?)>((.init(), nil))
 
     /// `uid` owns the session: the peer's, since the same name from another uid is another
     /// session.
@@ -68,10 +84,26 @@ final class SessionTurn: Sendable {
                 code: .sessionBusy, message: "session \"\(key.name)\" is busy with another request", retryable: true)
         }
         token.withLock { $0 = acquired }
+        if let version = service.store.version(of: key), let cached = service.cache.history(key, version: version) {
+            base.withLock { $0 = (cached, version) }
+            // A read counts as use (recency, ttl); the request need not wait for it. Started here,
+            // the task's first step is its enqueueing on the store's thread: no pool thread to wake.
+            let store = service.store
+            Task.immediate { try? await store.touch(key) }
+            return cached.messages
+        }
         do {
-            return try await service.store.read(key).map { stored throws(ErrorInfo) in
-                try SessionCodec.decode(stored)
+            let stored = try await service.store.history(key)
+            var history = SessionHistoryCache.History()
+            for turn in stored.turns {
+                history.messages += try turn.map { message throws(ErrorInfo) in try SessionCodec.decode(message) }
+                history.turns.append((turn.count, turn.reduce(0) { $0 + $1.content.count }))
             }
+            base.withLock { $0 = (history, stored.version) }
+            if let version = stored.version {
+                service.cache.keep(history, of: key, version: version, in: service.store)
+            }
+            return history.messages
         } catch let error as ErrorInfo {
             release()
             throw error
@@ -89,11 +121,34 @@ final class SessionTurn: Sendable {
         guard let key, let service else { return }
         defer { release() }
         let turn = (sent + added).map(SessionCodec.encode)
+        let appended: SessionAppend
         do {
-            try await service.store.append(key, turn: turn, limits: limits)
+            appended = try await service.store.append(key, turn: turn, limits: limits)
         } catch {
             throw ErrorInfo(code: .internal, message: "session store: \(error)")
         }
+        // What a later read would decode, not the messages as sent: the codec may normalise.
+        guard let decoded = try? turn.map({ message throws(ErrorInfo) in try SessionCodec.decode(message) }) else {
+            service.cache.remove(key)
+            return
+        }
+        let (history, version) = base.withLock { $0 }
+        let before: SessionHistoryCache.History
+        switch appended.previous {
+        case nil:
+            // The append started the session (it had expired or was removed): only this turn.
+            before = SessionHistoryCache.History()
+        case let previous where previous == version:
+            before = history
+        default:
+            // The session changed since `begin` read it in a way this request did not see.
+            service.cache.remove(key)
+            return
+        }
+        let bytes = turn.reduce(0) { $0 + $1.content.count }
+        service.cache.keep(
+            before.appending(decoded, bytes: bytes, dropped: appended.droppedTurns), of: key, version: appended.version,
+            in: service.store)
     }
 
     func release() {

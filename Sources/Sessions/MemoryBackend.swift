@@ -17,51 +17,64 @@ final class MemoryBackend: SessionBackend {
     private var sessions: [SessionKey: Session] = [:]
     private var nextSerial: UInt64 = 0
 
-    func read(_ key: SessionKey, now: Timestamp) -> [SessionMessage] {
-        guard var session = sessions[key] else { return [] }
+    func read(_ key: SessionKey, now: Timestamp) -> StoredSession? {
+        guard let expires = touch(key, now: now), let session = sessions[key] else { return nil }
+        return StoredSession(turns: session.turns, expires: expires)
+    }
+
+    func touch(_ key: SessionKey, now: Timestamp) -> Timestamp? {
+        guard var session = sessions[key] else { return nil }
         guard session.expires > now else {
             sessions[key] = nil
-            return []
+            return nil
         }
         session.updated = now
         session.expires = now + session.ttl
         sessions[key] = session
-        return session.turns.flatMap { $0 }
+        return session.expires
     }
 
-    func append(_ key: SessionKey, turn: [SessionMessage], limits: SessionLimits, now: Timestamp) {
+    func append(_ key: SessionKey, turn: [SessionMessage], limits: SessionLimits, now: Timestamp) -> AppendOutcome {
         var session: Session
+        let continued: Bool
         if let existing = sessions[key], existing.expires > now {
             session = existing
+            continued = true
         } else {
             session = Session(turns: [], ttl: limits.ttl, updated: now, expires: now, serial: nextSerial)
             nextSerial += 1
+            continued = false
         }
         session.turns.append(turn)
         let sizes = session.turns.map { turn in
             (messages: turn.count, bytes: turn.reduce(0) { $0 + $1.content.count })
         }
-        session.turns.removeFirst(turnsToDrop(sizes, limits: limits))
+        let dropped = turnsToDrop(sizes, limits: limits)
+        session.turns.removeFirst(dropped)
         session.ttl = limits.ttl
         session.updated = now
         session.expires = now + limits.ttl
         sessions[key] = session
 
+        var evicted: [SessionKey] = []
         let excess = sessions.count - limits.maxSessions
         if excess > 0 {
-            let leastRecent = sessions.filter { $0.key != key }
+            evicted = sessions.filter { $0.key != key }
                 .sorted { ($0.value.updated, $0.value.serial) < ($1.value.updated, $1.value.serial) }
-                .prefix(excess)
-            for (evicted, _) in leastRecent {
-                sessions[evicted] = nil
+                .prefix(excess).map(\.key)
+            for gone in evicted {
+                sessions[gone] = nil
             }
         }
+        return AppendOutcome(continued: continued, droppedTurns: dropped, evicted: evicted)
     }
 
-    func sweepExpired(now: Timestamp) -> Int {
-        let before = sessions.count
-        sessions = sessions.filter { $0.value.expires > now }
-        return before - sessions.count
+    func sweepExpired(now: Timestamp) -> [SessionKey] {
+        let expired = sessions.filter { $0.value.expires <= now }.map(\.key)
+        for key in expired {
+            sessions[key] = nil
+        }
+        return expired
     }
 
     func list(agent: String?, now: Timestamp) -> [SessionSummary] {

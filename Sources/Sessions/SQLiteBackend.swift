@@ -9,11 +9,14 @@
 ///
 /// - WAL journal: an append is one short write transaction whose commit appends frames to the
 ///   WAL; readers (`agentctl sessions` through the daemon, or `sqlite3` by hand) do not block it.
-/// - `synchronous=FULL`: every commit is fsynced before `append` returns, and so before the
-///   runner sends `done`. `NORMAL` would already survive `kill -9` (the frames are in the
-///   page cache once `write` returns) but not a power cut or kernel crash, which would lose
-///   the last turns of a `done` the client saw. One fsync per finished request is cheap next
-///   to the model call that preceded it.
+/// - `synchronous=FULL`: every commit that changes content is fsynced before it returns, an
+///   append before the runner sends `done`. `NORMAL` would already survive `kill -9` (the
+///   frames are in the page cache once `write` returns) but not a power cut or kernel crash,
+///   which would lose the last turns of a `done` the client saw. One fsync per finished
+///   request is cheap next to the model call that preceded it. Only the recency update of a
+///   read or a touch commits with `NORMAL`: it comes before the model call, and losing it to
+///   a power cut only moves the session's last use back to its last durable change (the next
+///   FULL commit's fsync covers its frames as well).
 /// - `secure_delete=ON`: trimmed and forgotten messages are overwritten with zeros, not left
 ///   in free pages; `forget` also truncates the WAL, so forgotten text leaves the disk.
 ///   Debian's SQLite is built with this default; the pragma keeps it with any other build.
@@ -54,6 +57,8 @@ final class SQLiteBackend: SessionBackend {
 
     private let connection: Connection
     private let statements: Statements
+    /// Whether the connection's `synchronous` is FULL now (it starts so).
+    private var durable = true
 
     /// Opens the database at `path`, creating it (mode 0600) and its directory (mode 0700; the
     /// directory's parent must exist) when missing, and brings its schema up to `migrations`.
@@ -133,8 +138,15 @@ final class SQLiteBackend: SessionBackend {
     }
 
     /// Runs `body` in one write transaction (taking the write lock at BEGIN, so it never has to
-    /// upgrade a read lock and fail with `SQLITE_BUSY` half-way).
-    private func transaction<T>(_ body: () throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
+    /// upgrade a read lock and fail with `SQLITE_BUSY` half-way). A `durable` one commits with
+    /// `synchronous=FULL`: when that cannot be set, it does not start.
+    private func transaction<T>(
+        durable: Bool = true, _ body: () throws(SessionStoreError) -> T
+    ) throws(SessionStoreError) -> T {
+        if durable != self.durable {
+            try (durable ? statements.synchronousFull : statements.synchronousNormal).run()
+            self.durable = durable
+        }
         try statements.begin.run()
         do throws(SessionStoreError) {
             let result = try body()
@@ -169,28 +181,47 @@ final class SQLiteBackend: SessionBackend {
         return found
     }
 
-    func read(_ key: SessionKey, now: Timestamp) throws(SessionStoreError) -> [SessionMessage] {
-        try transaction { () throws(SessionStoreError) in
-            guard let session = try live(key, now: now) else { return [] }
-            var messages: [SessionMessage] = []
+    func read(_ key: SessionKey, now: Timestamp) throws(SessionStoreError) -> StoredSession? {
+        try transaction(durable: false) { () throws(SessionStoreError) in
+            guard let session = try live(key, now: now) else { return nil }
+            var turns: [[SessionMessage]] = []
+            var current: Int64?
             try statements.readMessages.run([.integer(session.id)]) { row in
-                messages.append(SessionMessage(row.blob(0)))
+                let message = SessionMessage(row.blob(1))
+                if row.integer(0) == current {
+                    turns[turns.count - 1].append(message)
+                } else {
+                    current = row.integer(0)
+                    turns.append([message])
+                }
             }
-            let expires = now + .milliseconds(session.ttlMilliseconds)
-            try statements.touch.run([
-                .integer(session.id), .integer(now.millisecondsSinceEpoch), .integer(expires.millisecondsSinceEpoch),
-            ])
-            return messages
+            return StoredSession(turns: turns, expires: try touch(session, now: now))
         }
+    }
+
+    func touch(_ key: SessionKey, now: Timestamp) throws(SessionStoreError) -> Timestamp? {
+        try transaction(durable: false) { () throws(SessionStoreError) in
+            guard let session = try live(key, now: now) else { return nil }
+            return try touch(session, now: now)
+        }
+    }
+
+    private func touch(_ session: Found, now: Timestamp) throws(SessionStoreError) -> Timestamp {
+        let expires = now + .milliseconds(session.ttlMilliseconds)
+        try statements.touch.run([
+            .integer(session.id), .integer(now.millisecondsSinceEpoch), .integer(expires.millisecondsSinceEpoch),
+        ])
+        return expires
     }
 
     func append(
         _ key: SessionKey, turn: [SessionMessage], limits: SessionLimits, now: Timestamp
-    ) throws(SessionStoreError) {
+    ) throws(SessionStoreError) -> AppendOutcome {
         try transaction { () throws(SessionStoreError) in
             let id: Int64
             let turnNumber: Int64
-            if let session = try live(key, now: now) {
+            let existing = try live(key, now: now)
+            if let session = existing {
                 id = session.id
                 turnNumber = session.nextTurn
             } else {
@@ -221,14 +252,21 @@ final class SQLiteBackend: SessionBackend {
                 .integer(Int64(kept.reduce(0) { $0 + $1.messages })), .integer(Int64(kept.reduce(0) { $0 + $1.bytes })),
                 .integer(turnNumber + 1),
             ])
-            try statements.evictLeastRecent.run([.integer(id), .integer(Int64(limits.maxSessions))])
+            var evicted: [SessionKey] = []
+            try statements.evictLeastRecent.run([.integer(id), .integer(Int64(limits.maxSessions))]) { row in
+                evicted.append(SessionKey(row))
+            }
+            return AppendOutcome(continued: existing != nil, droppedTurns: dropped, evicted: evicted)
         }
     }
 
-    func sweepExpired(now: Timestamp) throws(SessionStoreError) -> Int {
+    func sweepExpired(now: Timestamp) throws(SessionStoreError) -> [SessionKey] {
         try transaction { () throws(SessionStoreError) in
-            try statements.deleteExpired.run([.integer(now.millisecondsSinceEpoch)])
-            return connection.changes
+            var expired: [SessionKey] = []
+            try statements.deleteExpired.run([.integer(now.millisecondsSinceEpoch)]) { row in
+                expired.append(SessionKey(row))
+            }
+            return expired
         }
     }
 
@@ -237,9 +275,7 @@ final class SQLiteBackend: SessionBackend {
         try statements.list.run([.integer(now.millisecondsSinceEpoch), agent.map { .text($0) } ?? .null]) { row in
             summaries.append(
                 SessionSummary(
-                    key: SessionKey(
-                        agent: row.text(0), uid: UInt32(truncatingIfNeeded: row.integer(1)), name: row.text(2)),
-                    messages: Int(row.integer(3)), bytes: Int(row.integer(4)),
+                    key: SessionKey(row), messages: Int(row.integer(3)), bytes: Int(row.integer(4)),
                     updated: Timestamp(millisecondsSinceEpoch: row.integer(5)),
                     expires: Timestamp(millisecondsSinceEpoch: row.integer(6))))
         }
@@ -262,6 +298,8 @@ final class SQLiteBackend: SessionBackend {
     private struct Statements {
         let begin: Statement
         let commit: Statement
+        let synchronousFull: Statement
+        let synchronousNormal: Statement
         let find: Statement
         let insertSession: Statement
         let insertMessage: Statement
@@ -279,6 +317,8 @@ final class SQLiteBackend: SessionBackend {
         init(_ connection: Connection) throws(SessionStoreError) {
             begin = try connection.prepare("BEGIN IMMEDIATE")
             commit = try connection.prepare("COMMIT")
+            synchronousFull = try connection.prepare("PRAGMA synchronous = FULL")
+            synchronousNormal = try connection.prepare("PRAGMA synchronous = NORMAL")
             find = try connection.prepare(
                 "SELECT id, ttl_ms, expires_ms, next_turn FROM sessions WHERE agent = ?1 AND uid = ?2 AND name = ?3")
             insertSession = try connection.prepare(
@@ -305,12 +345,14 @@ final class SQLiteBackend: SessionBackend {
                 DELETE FROM sessions WHERE id IN (
                     SELECT id FROM sessions WHERE id != ?1 ORDER BY updated_ms, id
                     LIMIT max(0, (SELECT count(*) FROM sessions) - ?2))
+                RETURNING agent, uid, name
                 """)
             readMessages = try connection.prepare(
-                "SELECT content FROM messages WHERE session = ?1 ORDER BY turn, position")
+                "SELECT turn, content FROM messages WHERE session = ?1 ORDER BY turn, position")
             touch = try connection.prepare("UPDATE sessions SET updated_ms = ?2, expires_ms = ?3 WHERE id = ?1")
             deleteSession = try connection.prepare("DELETE FROM sessions WHERE id = ?1")
-            deleteExpired = try connection.prepare("DELETE FROM sessions WHERE expires_ms <= ?1")
+            deleteExpired = try connection.prepare(
+                "DELETE FROM sessions WHERE expires_ms <= ?1 RETURNING agent, uid, name")
             forget = try connection.prepare("DELETE FROM sessions WHERE agent = ?1 AND uid = ?2 AND name = ?3")
             list = try connection.prepare(
                 """
@@ -324,4 +366,9 @@ final class SQLiteBackend: SessionBackend {
 extension SessionKey {
     /// The key as the `?1, ?2, ?3` parameters of the statements that look a session up.
     fileprivate var values: [Statement.Value] { [.text(agent), .integer(Int64(uid)), .text(name)] }
+
+    /// The key in a row's first three columns: agent, uid, name.
+    fileprivate init(_ row: Row) {
+        self.init(agent: row.text(0), uid: UInt32(truncatingIfNeeded: row.integer(1)), name: row.text(2))
+    }
 }

@@ -42,6 +42,8 @@ private final class Events: EventSink {
         system: ["Be brief."], sessions: SessionOverrides(maxMessages: 4))
     private let store = SessionStore(stateDirectory: SessionStore.memoryStateDirectory)
     private let locks = SessionLocks()
+    /// One cache for every request of a test, as the daemon has.
+    private let cache = SessionHistoryCache()
     private static let noTools = ServerTools(
         defaultWorkingDirectory: "/", logger: Logger(label: "test"), logContent: false)
 
@@ -52,15 +54,21 @@ private final class Events: EventSink {
                 model: "mistral-small-latest"))
     }
 
+    private func service(_ defaults: SessionLimits = .defaults) -> SessionService {
+        SessionService(store: store, locks: locks, cache: cache, defaults: { defaults })
+    }
+
     private func send(
-        _ messages: [ChatMessage], session: String? = "s1", uid: UInt32 = 1000, llm: ReplyingLLM
+        _ messages: [ChatMessage], session: String? = "s1", uid: UInt32 = 1000, defaults: SessionLimits = .defaults,
+        on agent: AgentDefinition? = nil, llm: ReplyingLLM
     ) async -> [JSONValue] {
         let runner = RequestRunner(
-            client: llm, tools: Self.noTools, logger: Logger(label: "test"),
-            logContent: false, sessions: SessionService(store: store, locks: locks, defaults: { .defaults }))
+            client: llm, tools: Self.noTools, logger: Logger(label: "test"), logContent: false,
+            sessions: service(defaults))
         let sink = Events()
         _ = await runner.run(
-            ChatRequest(id: .string("q"), messages: messages, session: session), on: agent, admission: FreeSlot(),
+            ChatRequest(id: .string("q"), messages: messages, session: session), on: agent ?? self.agent,
+            admission: FreeSlot(),
             handle: RequestHandle(), peer: RequestRunner.Peer(pid: 1, uid: uid, gid: uid), sink: sink,
             beforeTerminal: { _ in })
         return sink.all
@@ -68,6 +76,13 @@ private final class Events: EventSink {
 
     private func stored(uid: UInt32 = 1000) async throws -> [ChatMessage] {
         try await store.read(SessionKey(agent: "support", uid: uid, name: "s1")).map(SessionCodec.decode)
+    }
+
+    /// The history the cache would serve for the session now; nil when it holds none valid.
+    private func cached(_ name: String = "s1", uid: UInt32 = 1000) -> [ChatMessage]? {
+        let key = SessionKey(agent: "support", uid: uid, name: name)
+        guard let version = store.version(of: key) else { return nil }
+        return cache.history(key, version: version)?.messages
     }
 
     @Test func theSecondTurnIsSentAfterTheFirstAndDoneEchoesTheSession() async throws {
@@ -140,7 +155,7 @@ private final class Events: EventSink {
     @Test func theTextIsSentBeforeTheTurnIsStoredAndTheDoneAfter() async throws {
         let runner = RequestRunner(
             client: ReplyingLLM([Self.reply("one")]), tools: Self.noTools, logger: Logger(label: "test"),
-            logContent: false, sessions: SessionService(store: store, locks: locks, defaults: { .defaults }))
+            logContent: false, sessions: service())
         let sink = Events()
         _ = await runner.run(
             ChatRequest(id: .string("q"), messages: [ChatMessage(role: .user, content: "hi")], session: "s1"),
@@ -156,6 +171,125 @@ private final class Events: EventSink {
         let events = await send([ChatMessage(role: .user, content: "hi")], session: nil, llm: llm)
         #expect(events.last?["session"] == nil)
         #expect(try await store.list().isEmpty)
+    }
+
+    @Test func aCachedHistoryHoldsTheAppendedTurnAndServesTheNextRequest() async throws {
+        let llm = ReplyingLLM([Self.reply("one"), Self.reply("two"), Self.reply("three")])
+        _ = await send([ChatMessage(role: .user, content: "hi")], llm: llm)
+        #expect(cached() == [ChatMessage(role: .user, content: "hi"), ChatMessage(role: .assistant, content: "one")])
+        _ = await send([ChatMessage(role: .user, content: "again")], llm: llm)
+        #expect(cached()?.compactMap(\.content) == ["hi", "one", "again", "two"])
+        #expect(try await cached() == stored())
+
+        // A hit is what the request sends: a marker planted at the current version comes back.
+        let key = SessionKey(agent: "support", uid: 1000, name: "s1")
+        let version = try #require(store.version(of: key))
+        let marker = ChatMessage(role: .user, content: "from the cache")
+        cache.keep(
+            SessionHistoryCache.History(messages: [marker], turns: [(1, 1)]), of: key, version: version, in: store)
+        _ = await send([ChatMessage(role: .user, content: "third")], llm: llm)
+        #expect(llm.requests.last?.messages == [marker, ChatMessage(role: .user, content: "third")])
+    }
+
+    @Test func forgetInvalidatesTheCachedHistory() async throws {
+        let llm = ReplyingLLM([Self.reply("one"), Self.reply("two")])
+        _ = await send([ChatMessage(role: .user, content: "hi")], llm: llm)
+        #expect(cached() != nil)
+        #expect(try await store.forget(SessionKey(agent: "support", uid: 1000, name: "s1")))
+        #expect(cached() == nil)
+        // The text left memory with the session, not at the next request.
+        #expect(cache.count == 0)
+        _ = await send([ChatMessage(role: .user, content: "fresh")], llm: llm)
+        #expect(llm.requests.last?.messages == [ChatMessage(role: .user, content: "fresh")])
+        #expect(cached()?.compactMap(\.content) == ["fresh", "two"])
+    }
+
+    @Test func anExpiredSessionIsNotServedFromTheCache() async throws {
+        var shortLived = agent
+        shortLived.sessions.ttl = .milliseconds(500)
+        let llm = ReplyingLLM([Self.reply("one"), Self.reply("two")])
+        _ = await send([ChatMessage(role: .user, content: "hi")], on: shortLived, llm: llm)
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(cached() == nil)
+        _ = await send([ChatMessage(role: .user, content: "later")], on: shortLived, llm: llm)
+        #expect(llm.requests.last?.messages == [ChatMessage(role: .user, content: "later")])
+    }
+
+    @Test func trimmingIsAppliedToTheCachedHistoryAsToTheStore() async throws {
+        let llm = ReplyingLLM([Self.reply("one"), Self.reply("two"), Self.reply("three"), Self.reply("four")])
+        for text in ["a", "b", "c"] { _ = await send([ChatMessage(role: .user, content: text)], llm: llm) }
+        #expect(cached()?.compactMap(\.content) == ["b", "two", "c", "three"])
+        #expect(try await cached() == stored())
+        _ = await send([ChatMessage(role: .user, content: "d")], llm: llm)
+        #expect(llm.requests.last?.messages.compactMap(\.content) == ["b", "two", "c", "three", "d"])
+    }
+
+    @Test func anEvictedSessionIsNotServedFromTheCache() async throws {
+        var oneSession = SessionLimits.defaults
+        oneSession.maxSessions = 1
+        let llm = ReplyingLLM([Self.reply("one"), Self.reply("two"), Self.reply("three")])
+        _ = await send([ChatMessage(role: .user, content: "hi")], defaults: oneSession, llm: llm)
+        _ = await send([ChatMessage(role: .user, content: "other")], session: "s2", defaults: oneSession, llm: llm)
+        #expect(cached() == nil)
+        #expect(cached("s2") != nil)
+        #expect(cache.count == 1)
+        _ = await send([ChatMessage(role: .user, content: "back")], defaults: oneSession, llm: llm)
+        #expect(llm.requests.last?.messages == [ChatMessage(role: .user, content: "back")])
+    }
+
+    @Test func aFailedRequestLeavesTheCachedHistoryAsItWas() async throws {
+        let llm = ReplyingLLM([
+            Self.reply("one"), .failure(ErrorInfo(code: .upstreamRejected, message: "no", status: 400)),
+            Self.reply("two"),
+        ])
+        _ = await send([ChatMessage(role: .user, content: "hi")], llm: llm)
+        let key = SessionKey(agent: "support", uid: 1000, name: "s1")
+        let version = store.version(of: key)
+        #expect(await send([ChatMessage(role: .user, content: "boom")], llm: llm).last?["type"] == "error")
+        #expect(store.version(of: key) == version)
+        #expect(cached()?.compactMap(\.content) == ["hi", "one"])
+        _ = await send([ChatMessage(role: .user, content: "next")], llm: llm)
+        #expect(llm.requests.last?.messages.compactMap(\.content) == ["hi", "one", "next"])
+    }
+
+    @Test func anotherUIDNeverSeesTheCachedHistory() async throws {
+        let llm = ReplyingLLM([Self.reply("one"), Self.reply("two")])
+        _ = await send([ChatMessage(role: .user, content: "hi")], llm: llm)
+        #expect(cached(uid: 65534) == nil)
+        _ = await send([ChatMessage(role: .user, content: "who?")], uid: 65534, llm: llm)
+        #expect(llm.requests.last?.messages == [ChatMessage(role: .user, content: "who?")])
+        #expect(cached(uid: 65534)?.compactMap(\.content) == ["who?", "two"])
+        #expect(cached()?.compactMap(\.content) == ["hi", "one"])
+    }
+
+    @Test func theCacheKeepsItsBoundsDroppingTheLeastRecentlyUsed() async throws {
+        let small = SessionHistoryCache(maxEntries: 2, maxBytes: 100)
+        func key(_ name: String) -> SessionKey { SessionKey(agent: "support", uid: 1000, name: name) }
+        func history(bytes: Int) -> SessionHistoryCache.History {
+            SessionHistoryCache.History(messages: [ChatMessage(role: .user, content: "x")], turns: [(1, bytes)])
+        }
+        var versions: [String: SessionVersion] = [:]
+        for name in ["a", "b", "c", "d", "e"] {
+            versions[name] = try await store.append(key(name), turn: [SessionMessage(json: "{}")], limits: .defaults)
+                .version
+        }
+        func keep(_ name: String, bytes: Int) {
+            small.keep(history(bytes: bytes), of: key(name), version: versions[name]!, in: store)
+        }
+        func isCached(_ name: String) -> Bool { small.history(key(name), version: versions[name]!) != nil }
+        keep("a", bytes: 10)
+        keep("b", bytes: 10)
+        _ = isCached("a")
+        keep("c", bytes: 10)
+        #expect(!isCached("b"))
+        #expect(isCached("a"))
+        keep("d", bytes: 95)
+        #expect(small.count == 1)
+        keep("e", bytes: 101)
+        #expect(!isCached("e"))
+        // A version the store has moved past is not kept: its entry could never be served.
+        small.keep(history(bytes: 1), of: key("a"), version: versions["b"]!, in: store)
+        #expect(small.history(key("a"), version: versions["b"]!) == nil)
     }
 
     @Test func theCodecKeepsEveryFieldOfAMessage() throws {
