@@ -270,14 +270,17 @@ struct Report {
             let cells = Self.percentiles.map { fixed(percentile(values, $0.1) ?? .nan, 3) }
             text += "| \(name) | \(cells.joined(separator: " | ")) | \(values.count) |\n"
         }
-        if let added = sessionAdded { text += "\nA session adds \(fixed(added, 3)) ms at p50.\n" }
+        if let added = sessionAdded(over: \.stateless), let own = sessionAdded(over: \.statelessWithHistory) {
+            text += "\nA session adds \(fixed(added, 3)) ms at p50 to a one-message request, "
+            text += "and \(fixed(own, 3)) ms to the same 50 turns sent by the client.\n"
+        }
         return text
     }
 
-    /// The session's p50 time to first text minus the stateless one's.
-    private var sessionAdded: Double? {
+    /// The session's p50 time to first text minus that of the stateless kind `baseline`.
+    private func sessionAdded(over baseline: KeyPath<SessionFigures, [Double]>) -> Double? {
         guard let figures = results.sessions, let session = percentile(figures.session, 0.5),
-            let stateless = percentile(figures.stateless, 0.5)
+            let stateless = percentile(figures[keyPath: baseline], 0.5)
         else { return nil }
         return session - stateless
     }
@@ -360,9 +363,17 @@ struct Report {
             ).median
             rows.append(("throughput ≥ 0.9 of direct (100 clients, batched upstream)", fixed(value, 3), value >= 0.9))
         }
-        if let value = sessionAdded {
+        if let value = sessionAdded(over: \.stateless) {
             rows.append(
                 ("added time to first text of a 50-turn session, p50 ≤ 0.5 ms", "\(fixed(value, 3)) ms", value <= 0.5))
+        }
+        // The same, less what the longer upstream body costs whoever sends it.
+        if let value = sessionAdded(over: \.statelessWithHistory) {
+            rows.append(
+                (
+                    "the same, against the 50 turns sent by the client (agentd's own part) ≤ 0.5 ms",
+                    "\(fixed(value, 3)) ms", value <= 0.5
+                ))
         }
         if let metrics = results.metrics {
             let off = metrics.off.map { percentile($0.samples.map(\.firstText), 0.5) ?? .nan }
