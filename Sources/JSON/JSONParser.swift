@@ -72,7 +72,7 @@ public struct JSONParser {
     }
 }
 
-private struct Cursor {
+struct Cursor {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
     var index = 0

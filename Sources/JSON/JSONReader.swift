@@ -1,0 +1,177 @@
+/// A forward-only reader over one JSON document, for a caller that knows the shape it expects
+/// and wants a few of its members without building a `JSONValue` tree (a stream chunk is read
+/// hundreds of times per reply).
+///
+/// Everything it passes over is checked as `JSONParser` checks it, and `JSONReader.read` ends
+/// with the same trailing-data check, so a document it reads to the end is one the parser
+/// accepts. Two things are the caller's: duplicate keys (the parser rejects them; the reader
+/// cannot know which keys the caller compared), and keys written with escapes, which match no
+/// name in `Key.is(_:)`. A caller that meets a key it does not expect should give the document
+/// to `JSONParser` instead.
+public struct JSONReader {
+    private var cursor: Cursor
+    /// Nesting of the containers opened so far.
+    private var depth = 0
+    /// The container just opened has no member yet: no comma before the next one.
+    private var atFirstMember = false
+
+    private init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        cursor = Cursor(bytes: bytes, maxDepth: JSONParser.defaultMaxDepth)
+    }
+
+    /// Reads `text` with `body`, which must consume exactly one value; anything after it is an error.
+    public static func read<Result>(
+        _ text: String, _ body: (inout JSONReader) throws(JSONParseError) -> Result
+    ) throws(JSONParseError) -> Result {
+        var text = text
+        // The closure of withUTF8 only rethrows untyped errors.
+        let result = text.withUTF8 { bytes in
+            Swift.Result { () throws(JSONParseError) in
+                var reader = JSONReader(bytes)
+                let result = try body(&reader)
+                reader.cursor.skipWhitespace()
+                guard reader.cursor.index == bytes.count else { throw reader.cursor.error(.trailingData) }
+                return result
+            }
+        }
+        return try result.get()
+    }
+
+    /// An object member's name as written between its quotes.
+    public struct Key {
+        @usableFromInline let bytes: UnsafeBufferPointer<UInt8>
+
+        /// Inlinable, and compared by hand rather than with `elementsEqual` (which did not
+        /// inline): a chunk's keys are each compared with several names, most of them
+        /// rejected by length alone.
+        @inlinable
+        public func `is`(_ name: StaticString) -> Bool {
+            guard bytes.count == name.utf8CodeUnitCount else { return false }
+            let expected = name.utf8Start
+            for offset in 0..<bytes.count where bytes[offset] != expected[offset] { return false }
+            return true
+        }
+    }
+
+    /// Opens an object; `nextKey` then walks its members.
+    public mutating func beginObject() throws(JSONParseError) {
+        try open(UInt8(ascii: "{"))
+    }
+
+    /// The next member's key, with its colon consumed (its value must be read or skipped next),
+    /// or nil at the end of the object.
+    public mutating func nextKey() throws(JSONParseError) -> Key? {
+        guard try nextMember(closing: UInt8(ascii: "}")) else { return nil }
+        guard try cursor.peek() == UInt8(ascii: "\"") else {
+            throw cursor.error(.unexpectedCharacter(cursor.bytes[cursor.index]))
+        }
+        cursor.index += 1
+        let start = cursor.index
+        // Only the closing quote matters here: an escape makes the key match no name, and the
+        // caller that cannot place a key hands the document to the parser.
+        while cursor.index < cursor.bytes.count, cursor.bytes[cursor.index] != UInt8(ascii: "\"") {
+            if cursor.bytes[cursor.index] == UInt8(ascii: "\\") { cursor.index += 1 }
+            cursor.index += 1
+        }
+        guard cursor.index < cursor.bytes.count else { throw cursor.error(.unexpectedEnd) }
+        let key = Key(bytes: UnsafeBufferPointer(rebasing: cursor.bytes[start..<cursor.index]))
+        cursor.index += 1
+        cursor.skipWhitespace()
+        guard try cursor.peek() == UInt8(ascii: ":") else {
+            throw cursor.error(.unexpectedCharacter(cursor.bytes[cursor.index]))
+        }
+        cursor.index += 1
+        return key
+    }
+
+    /// Opens an array; `nextElement` then walks its elements.
+    public mutating func beginArray() throws(JSONParseError) {
+        try open(UInt8(ascii: "["))
+    }
+
+    /// True when another element follows (to be read or skipped next), false at the array's end.
+    public mutating func nextElement() throws(JSONParseError) -> Bool {
+        try nextMember(closing: UInt8(ascii: "]"))
+    }
+
+    /// What kind of value comes next, without consuming it.
+    public mutating func peekKind() throws(JSONParseError) -> Kind {
+        cursor.skipWhitespace()
+        switch try cursor.peek() {
+        case UInt8(ascii: "{"): return .object
+        case UInt8(ascii: "["): return .array
+        case UInt8(ascii: "\""): return .string
+        case UInt8(ascii: "n"): return .null
+        default: return .other
+        }
+    }
+
+    public enum Kind { case object, array, string, null, other }
+
+    /// Reads a string value, escapes decoded.
+    public mutating func readString() throws(JSONParseError) -> String {
+        cursor.skipWhitespace()
+        guard try cursor.peek() == UInt8(ascii: "\"") else {
+            throw cursor.error(.unexpectedCharacter(cursor.bytes[cursor.index]))
+        }
+        return try cursor.parseString()
+    }
+
+    /// Reads any value as a tree.
+    public mutating func readValue() throws(JSONParseError) -> JSONValue {
+        cursor.skipWhitespace()
+        return try cursor.parseValue(depth: depth)
+    }
+
+    /// Passes over any value, checking it. A plain ASCII string, the common case, is not copied.
+    public mutating func skipValue() throws(JSONParseError) {
+        cursor.skipWhitespace()
+        guard try cursor.peek() == UInt8(ascii: "\"") else {
+            _ = try cursor.parseValue(depth: depth)
+            return
+        }
+        let start = cursor.index
+        var index = start + 1
+        while index < cursor.bytes.count {
+            let byte = cursor.bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                cursor.index = index + 1
+                return
+            }
+            // Escapes, control characters and UTF-8 to validate: the parser's own checks.
+            if byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { break }
+            index += 1
+        }
+        _ = try cursor.parseString()
+    }
+
+    private mutating func open(_ bracket: UInt8) throws(JSONParseError) {
+        cursor.skipWhitespace()
+        guard try cursor.peek() == bracket else { throw cursor.error(.unexpectedCharacter(cursor.bytes[cursor.index])) }
+        depth += 1
+        guard depth <= cursor.maxDepth else { throw cursor.error(.tooDeep(limit: cursor.maxDepth)) }
+        cursor.index += 1
+        atFirstMember = true
+    }
+
+    /// Consumes the comma before a member, or the closing bracket (then false).
+    private mutating func nextMember(closing: UInt8) throws(JSONParseError) -> Bool {
+        cursor.skipWhitespace()
+        let byte = try cursor.peek()
+        if byte == closing {
+            cursor.index += 1
+            depth -= 1
+            // The enclosing container, if any, has at least this member.
+            atFirstMember = false
+            return false
+        }
+        if atFirstMember {
+            atFirstMember = false
+        } else {
+            guard byte == UInt8(ascii: ",") else { throw cursor.error(.unexpectedCharacter(byte)) }
+            cursor.index += 1
+            cursor.skipWhitespace()
+        }
+        return true
+    }
+}
