@@ -123,26 +123,69 @@ public struct JSONReader {
         return try cursor.parseValue(depth: depth)
     }
 
-    /// Passes over any value, checking it. A plain ASCII string, the common case, is not copied.
+    /// Reads a string value that usually repeats `known` (a stream's model name on every
+    /// chunk): when it is that string, written without escapes, `known` itself comes back and
+    /// nothing is copied.
+    public mutating func readString(usually known: String?) throws(JSONParseError) -> String {
+        cursor.skipWhitespace()
+        let start = cursor.index
+        if let known, let raw = try plainString() {
+            if raw.elementsEqual(known.utf8) { return known }
+            cursor.index = start
+        }
+        return try readString()
+    }
+
+    /// Reads a string value and says whether it is `name`, written without escapes: a string
+    /// that spells it with escapes is not it.
+    public mutating func readString(is name: StaticString) throws(JSONParseError) -> Bool {
+        cursor.skipWhitespace()
+        guard let raw = try plainString() else {
+            _ = try readString()
+            return false
+        }
+        return Key(bytes: raw).is(name)
+    }
+
+    /// Passes over any value, checking it. A plain ASCII string or an integer, the common
+    /// cases, is not copied or converted.
     public mutating func skipValue() throws(JSONParseError) {
         cursor.skipWhitespace()
-        guard try cursor.peek() == UInt8(ascii: "\"") else {
+        switch try cursor.peek() {
+        case UInt8(ascii: "\""):
+            if try plainString() == nil { _ = try cursor.parseString() }
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let start = cursor.index
+            guard try cursor.scanNumber() else {
+                // A fraction or exponent may overflow to infinity, which the parser rejects.
+                cursor.index = start
+                _ = try cursor.parseNumber()
+                return
+            }
+        default:
             _ = try cursor.parseValue(depth: depth)
-            return
         }
-        let start = cursor.index
-        var index = start + 1
+    }
+
+    /// The contents of the string value at the cursor, which is moved past it, when it is plain
+    /// ASCII without escapes; otherwise nil, with the cursor left at the opening quote.
+    private mutating func plainString() throws(JSONParseError) -> UnsafeBufferPointer<UInt8>? {
+        guard try cursor.peek() == UInt8(ascii: "\"") else {
+            throw cursor.error(.unexpectedCharacter(cursor.bytes[cursor.index]))
+        }
+        let start = cursor.index + 1
+        var index = start
         while index < cursor.bytes.count {
             let byte = cursor.bytes[index]
             if byte == UInt8(ascii: "\"") {
                 cursor.index = index + 1
-                return
+                return UnsafeBufferPointer(rebasing: cursor.bytes[start..<index])
             }
             // Escapes, control characters and UTF-8 to validate: the parser's own checks.
-            if byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { break }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { return nil }
             index += 1
         }
-        _ = try cursor.parseString()
+        return nil
     }
 
     private mutating func open(_ bracket: UInt8) throws(JSONParseError) {

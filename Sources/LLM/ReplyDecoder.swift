@@ -44,7 +44,13 @@ struct ReplyDecoder {
     mutating func decode(event: String?, data: String) throws(ErrorInfo) -> [LLMEvent] {
         guard !isFinished else { return [] }
         if data == "[DONE]" { return finish() }
-        if format == .chat, let chunk = try? JSONReader.read(data, Self.readPlainChunk) {
+        if format == .chat,
+            let chunk = try? JSONReader.read(
+                data,
+                { (reader) throws(JSONParseError) in
+                    try Self.readPlainChunk(&reader, model: model)
+                })
+        {
             return try apply(chunk)
         }
         let value: JSONValue
@@ -159,11 +165,12 @@ struct ReplyDecoder {
     /// Reads a chunk without building its tree when it has the shape nearly every chunk of a
     /// chat stream has: members `id`, `object`, `created`, `model`, `choices`, `usage` and `p`
     /// (padding); choices with `index`, `logprobs`, `finish_reason` (a string or null) and a
-    /// `delta` of `role` and `content` (a string or null). Anything else — another member, a
-    /// repeated one, content chunks, tool calls, an error object — is nil, and the chunk goes to
-    /// the parser and `decodeChunk`, which read every shape. Nothing of the decoder's state
-    /// changes here, so giving up half-way loses nothing.
-    static func readPlainChunk(_ reader: inout JSONReader) throws(JSONParseError) -> PlainChunk? {
+    /// `delta` of `role` and `content` (a string or null); `object`, when there, must be
+    /// `chat.completion.chunk`. Anything else — another member, a repeated one, content chunks,
+    /// tool calls, an error object — is nil, and the chunk goes to the parser and `decodeChunk`,
+    /// which read every shape. Nothing of the decoder's state changes here, so giving up
+    /// half-way loses nothing. `known` is the model read so far, which each chunk repeats.
+    static func readPlainChunk(_ reader: inout JSONReader, model known: String?) throws(JSONParseError) -> PlainChunk? {
         var chunk = PlainChunk()
         var seen = Members()
         try reader.beginObject()
@@ -177,14 +184,14 @@ struct ReplyDecoder {
             } else if key.is("model") {
                 guard seen.first(1) else { return nil }
                 switch try reader.peekKind() {
-                case .string: chunk.model = try reader.readString()
+                case .string: chunk.model = try reader.readString(usually: known)
                 case .null: try reader.skipValue()
                 default: return nil
                 }
             } else if key.is("object") {
-                guard seen.first(2), try reader.peekKind() == .string, try reader.readString() != "error" else {
-                    return nil
-                }
+                guard seen.first(2), try reader.peekKind() == .string,
+                    try reader.readString(is: "chat.completion.chunk")
+                else { return nil }
             } else if key.is("usage") {
                 guard seen.first(3) else { return nil }
                 chunk.usage = try reader.readValue()

@@ -188,7 +188,10 @@ struct PlainChunkTests {
     }
 
     private static func readsPlain(_ chunk: String) -> Bool {
-        (try? JSONReader.read(chunk, ReplyDecoder.readPlainChunk)) != nil
+        let plain = try? JSONReader.read(chunk) { (reader) throws(JSONParseError) in
+            try ReplyDecoder.readPlainChunk(&reader, model: "m")
+        }
+        return plain != nil
     }
 
     private func decode(_ chunks: [String]) -> (events: [LLMEvent], error: ErrorInfo?) {
@@ -232,6 +235,7 @@ struct PlainChunkTests {
         #"{"choices":[{"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"hm"}]}]}}]}"#,
         #"{"choices":[{"delta":{"tool_calls":[{"id":"abcdefghi","function":{"name":"f","arguments":"{}"},"index":0}]}}]}"#,
         #"{"object":"error","message":"overloaded"}"#,
+        #"{"object":"chat.completion.chunk\u0000","choices":[]}"#,
         #"{"choices":[{"delta":{"content":5}}]}"#,
         #"{"choices":[{"delta":"text"}]}"#,
         #"{"choices":[1]}"#,
