@@ -41,16 +41,21 @@ public struct JSONReader {
     public struct Key {
         @usableFromInline let bytes: UnsafeBufferPointer<UInt8>
 
-        /// Inlinable, and compared by hand rather than with `elementsEqual` (which did not
-        /// inline): a chunk's keys are each compared with several names, most of them
+        /// Inlinable: a chunk's keys are each compared with several names, most of them
         /// rejected by length alone.
         @inlinable
         public func `is`(_ name: StaticString) -> Bool {
-            guard bytes.count == name.utf8CodeUnitCount else { return false }
-            let expected = name.utf8Start
-            for offset in 0..<bytes.count where bytes[offset] != expected[offset] { return false }
-            return true
+            JSONReader.equal(bytes, UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
         }
+    }
+
+    /// By hand: `elementsEqual` over two buffers did not inline, and cost more than the
+    /// comparison itself.
+    @inlinable
+    static func equal(_ lhs: UnsafeBufferPointer<UInt8>, _ rhs: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        for offset in 0..<lhs.count where lhs[offset] != rhs[offset] { return false }
+        return true
     }
 
     /// Opens an object; `nextKey` then walks its members.
@@ -130,7 +135,10 @@ public struct JSONReader {
         cursor.skipWhitespace()
         let start = cursor.index
         if let known, let raw = try plainString() {
-            if raw.elementsEqual(known.utf8) { return known }
+            // Through `withUTF8`: `elementsEqual` over a String's UTF-8 view costs more than
+            // the copy it saves.
+            var known = known
+            if known.withUTF8({ Self.equal(raw, $0) }) { return known }
             cursor.index = start
         }
         return try readString()

@@ -160,16 +160,25 @@ public struct SSEParser: Sendable {
             name = line
             value = line[line.endIndex...]
         }
-        if name.elementsEqual("data".utf8) {
+        if Self.is(name, "data") {
             try checkSize(adding: value.count + 1)
             data.append(contentsOf: value)
             data.append(lf)
-        } else if name.elementsEqual("event".utf8) {
+        } else if Self.is(name, "event") {
             eventType.removeAll(keepingCapacity: true)
             eventType.append(contentsOf: value)
-        } else if name.elementsEqual("id".utf8) {
+        } else if Self.is(name, "id") {
             if !value.contains(0) { lastEventID = try decode(UnsafeBufferPointer(rebasing: value), field: "id") }
         }
+    }
+
+    /// A field name compared by hand: `elementsEqual` did not inline, and cost more per
+    /// line than the comparison itself.
+    private static func `is`(_ name: Slice<UnsafeBufferPointer<UInt8>>, _ field: StaticString) -> Bool {
+        guard name.count == field.utf8CodeUnitCount else { return false }
+        let expected = field.utf8Start
+        for (offset, byte) in zip(0..., name) where byte != expected[offset] { return false }
+        return true
     }
 
     private mutating func dispatch(into events: inout [SSEEvent]) throws(SSEError) {
