@@ -72,7 +72,7 @@ public struct JSONParser {
     }
 }
 
-private struct Cursor {
+struct Cursor {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
     var index = 0
@@ -191,6 +191,19 @@ private struct Cursor {
 
     mutating func parseNumber() throws(JSONParseError) -> JSONValue {
         let start = index
+        let isInteger = try scanNumber()
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        if isInteger, let value = Int64(text) { return .int(value) }
+        guard let value = Double(text), value.isFinite else {
+            index = start
+            throw error(.invalidNumber)
+        }
+        return .double(value)
+    }
+
+    /// Moves past a number's syntax; true if it is an integer (every one is a value: too large
+    /// for 64 bits, it becomes a double), false if it has a fraction or an exponent.
+    mutating func scanNumber() throws(JSONParseError) -> Bool {
         var isInteger = true
         if bytes[index] == UInt8(ascii: "-") { index += 1 }
         guard index < bytes.count else { throw error(.unexpectedEnd) }
@@ -216,13 +229,7 @@ private struct Cursor {
             guard index < bytes.count, isDigit(bytes[index]) else { throw error(.invalidNumber) }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        if isInteger, let value = Int64(text) { return .int(value) }
-        guard let value = Double(text), value.isFinite else {
-            index = start
-            throw error(.invalidNumber)
-        }
-        return .double(value)
+        return isInteger
     }
 
     func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }

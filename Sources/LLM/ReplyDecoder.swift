@@ -44,6 +44,15 @@ struct ReplyDecoder {
     mutating func decode(event: String?, data: String) throws(ErrorInfo) -> [LLMEvent] {
         guard !isFinished else { return [] }
         if data == "[DONE]" { return finish() }
+        if format == .chat,
+            let chunk = try? JSONReader.read(
+                data,
+                { (reader) throws(JSONParseError) in
+                    try Self.readPlainChunk(&reader, model: model)
+                })
+        {
+            return try apply(chunk)
+        }
         let value: JSONValue
         do {
             value = try JSONParser.parse(data)
@@ -141,6 +150,131 @@ struct ReplyDecoder {
             }
             if let reason = try Self.string(choice["finish_reason"], "finish_reason") { finishReason = reason }
         }
+        return events
+    }
+
+    /// What a chat chunk of the usual shape carries: a text piece per choice, perhaps a finish
+    /// reason, and on the last chunk the usage.
+    struct PlainChunk: Equatable {
+        var model: String?
+        var usage: JSONValue?
+        var pieces: [String] = []
+        var finishReason: String?
+    }
+
+    /// Reads a chunk without building its tree when it has the shape nearly every chunk of a
+    /// chat stream has: members `id`, `object`, `created`, `model`, `choices`, `usage` and `p`
+    /// (padding); choices with `index`, `logprobs`, `finish_reason` (a string or null) and a
+    /// `delta` of `role` and `content` (a string or null); `object`, when there, must be
+    /// `chat.completion.chunk`. Anything else — another member, a repeated one, content chunks,
+    /// tool calls, an error object — is nil, and the chunk goes to the parser and `decodeChunk`,
+    /// which read every shape. Nothing of the decoder's state changes here, so giving up
+    /// half-way loses nothing. `known` is the model read so far, which each chunk repeats.
+    static func readPlainChunk(_ reader: inout JSONReader, model known: String?) throws(JSONParseError) -> PlainChunk? {
+        var chunk = PlainChunk()
+        var seen = Members()
+        try reader.beginObject()
+        while let key = try reader.nextKey() {
+            if key.is("choices") {
+                guard seen.first(0), try reader.peekKind() == .array else { return nil }
+                try reader.beginArray()
+                while try reader.nextElement() {
+                    guard try readPlainChoice(&reader, into: &chunk) else { return nil }
+                }
+            } else if key.is("model") {
+                guard seen.first(1) else { return nil }
+                switch try reader.peekKind() {
+                case .string: chunk.model = try reader.readString(usually: known)
+                case .null: try reader.skipValue()
+                default: return nil
+                }
+            } else if key.is("object") {
+                guard seen.first(2), try reader.peekKind() == .string,
+                    try reader.readString(is: "chat.completion.chunk")
+                else { return nil }
+            } else if key.is("usage") {
+                guard seen.first(3) else { return nil }
+                chunk.usage = try reader.readValue()
+            } else if key.is("id") || key.is("created") || key.is("p") {
+                guard seen.first(key.is("id") ? 4 : key.is("created") ? 5 : 6) else { return nil }
+                try reader.skipValue()
+            } else {
+                return nil
+            }
+        }
+        return chunk
+    }
+
+    /// One element of `choices`, as `readPlainChunk` reads it; false when it is not plain.
+    private static func readPlainChoice(_ reader: inout JSONReader, into chunk: inout PlainChunk)
+        throws(JSONParseError) -> Bool
+    {
+        guard try reader.peekKind() == .object else { return false }
+        var seen = Members()
+        try reader.beginObject()
+        while let key = try reader.nextKey() {
+            if key.is("delta") {
+                guard seen.first(0) else { return false }
+                switch try reader.peekKind() {
+                case .null: try reader.skipValue()
+                case .object:
+                    var deltaSeen = Members()
+                    try reader.beginObject()
+                    while let deltaKey = try reader.nextKey() {
+                        if deltaKey.is("content") {
+                            guard deltaSeen.first(0) else { return false }
+                            switch try reader.peekKind() {
+                            case .string: chunk.pieces.append(try reader.readString())
+                            case .null: try reader.skipValue()
+                            default: return false
+                            }
+                        } else if deltaKey.is("role") {
+                            guard deltaSeen.first(1) else { return false }
+                            try reader.skipValue()
+                        } else {
+                            return false
+                        }
+                    }
+                default: return false
+                }
+            } else if key.is("finish_reason") {
+                guard seen.first(1) else { return false }
+                switch try reader.peekKind() {
+                case .string: chunk.finishReason = try reader.readString()
+                case .null: try reader.skipValue()
+                default: return false
+                }
+            } else if key.is("index") || key.is("logprobs") {
+                guard seen.first(key.is("index") ? 2 : 3) else { return false }
+                try reader.skipValue()
+            } else {
+                return false
+            }
+        }
+        return true
+    }
+
+    /// The members of one object met so far, by position in a short list of names: the parser
+    /// rejects a repeated key, so a plain read must not accept one.
+    private struct Members {
+        private var bits: UInt8 = 0
+
+        /// True the first time `position` is met.
+        mutating func first(_ position: Int) -> Bool {
+            let bit = UInt8(1) << position
+            defer { bits |= bit }
+            return bits & bit == 0
+        }
+    }
+
+    /// A plain chunk's effect, in the order `decodeChunk` has for the same chunk: model and
+    /// usage, then each choice's text and finish reason.
+    private mutating func apply(_ chunk: PlainChunk) throws(ErrorInfo) -> [LLMEvent] {
+        if let name = chunk.model { model = name }
+        try readUsage(chunk.usage)
+        var events: [LLMEvent] = []
+        for piece in chunk.pieces { events += try readContent(.string(piece)) }
+        if let reason = chunk.finishReason { finishReason = reason }
         return events
     }
 
@@ -295,7 +429,11 @@ struct ReplyDecoder {
 
     private mutating func readUsageAndModel(_ object: JSONObject) throws(ErrorInfo) {
         if let name = try Self.string(object["model"], "model") { model = name }
-        guard let usageValue = object["usage"], !usageValue.isNull else { return }
+        try readUsage(object["usage"])
+    }
+
+    private mutating func readUsage(_ usageValue: JSONValue?) throws(ErrorInfo) {
+        guard let usageValue, !usageValue.isNull else { return }
         guard case .object(let counts) = usageValue else { throw Self.protocolError("usage is not an object") }
         // Bounded, so that sums over steps and requests cannot overflow whatever upstream says.
         func count(_ value: JSONValue?) -> Int { Int(min(max(value?.intValue ?? 0, 0), Self.maxTokenCount)) }

@@ -169,3 +169,98 @@ struct ReplyDecoderTests {
         }
     }
 }
+
+@Suite("Reply decoding: plain chat chunks read without a tree")
+struct PlainChunkTests {
+    private static let plain = [
+        #"{"id":"a1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+        #"{"id":"a1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"caf\u00e9 \"q\"\n"},"finish_reason":null,"logprobs":null}]}"#,
+        #" {"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"},"finish_reason":"length"}],"p":"xyz"} "#,
+        #"{"choices":[{"index":0,"delta":null,"finish_reason":"stop"}],"model":null}"#,
+        #"{"id":"a1","model":"m2","choices":[{"index":0,"delta":{"content":"end"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":1}}}"#,
+        #"{"choices":[]}"#,
+    ]
+
+    /// The same chunk with a member the plain reader does not know, which the tree path ignores.
+    private static func withUnknownMember(_ chunk: String) -> String {
+        let open = chunk.firstIndex(of: "{")!
+        return chunk[...open] + #""x_unknown":0,"# + chunk[chunk.index(after: open)...]
+    }
+
+    private static func readsPlain(_ chunk: String) -> Bool {
+        let plain = try? JSONReader.read(chunk) { (reader) throws(JSONParseError) in
+            try ReplyDecoder.readPlainChunk(&reader, model: "m")
+        }
+        return plain != nil
+    }
+
+    private func decode(_ chunks: [String]) -> (events: [LLMEvent], error: ErrorInfo?) {
+        var decoder = ReplyDecoder(format: .chat, toolCallIDs: .init())
+        var events: [LLMEvent] = []
+        do throws(ErrorInfo) {
+            for chunk in chunks { events += try decoder.decode(event: nil, data: chunk) }
+            events += try decoder.endOfStream()
+            return (events, nil)
+        } catch {
+            return (events, error)
+        }
+    }
+
+    @Test("plain chunks decode as the tree path decodes them")
+    func plainMatchesTree() {
+        for chunk in Self.plain {
+            #expect(Self.readsPlain(chunk), "\(chunk)")
+            #expect(!Self.readsPlain(Self.withUnknownMember(chunk)))
+        }
+        let plain = decode(Self.plain)
+        let tree = decode(Self.plain.map(Self.withUnknownMember))
+        #expect(plain.error == nil)
+        #expect(plain.events == tree.events)
+        #expect(plain.events.first == .text(#"café "q""# + "\n"))
+        guard case .done(let completion)? = plain.events.last else {
+            Issue.record("no done")
+            return
+        }
+        #expect(completion.text == #"café "q""# + "\nabend")
+        #expect(completion.model == "m2")
+        #expect(completion.finishReason == "stop")
+        #expect(completion.usage == Usage(promptTokens: 3, completionTokens: 2, totalTokens: 5, cachedTokens: 1))
+    }
+
+    /// Each goes to the parser: repeated members, other shapes, errors, malformed JSON.
+    @Test(arguments: [
+        #"{"choices":[],"choices":[]}"#,
+        #"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#,
+        #"{"choices":[{"delta":{"content":"a"},"delta":{"content":"b"}}]}"#,
+        #"{"choices":[{"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"hm"}]}]}}]}"#,
+        #"{"choices":[{"delta":{"tool_calls":[{"id":"abcdefghi","function":{"name":"f","arguments":"{}"},"index":0}]}}]}"#,
+        #"{"object":"error","message":"overloaded"}"#,
+        #"{"object":"chat.completion.chunk\u0000","choices":[]}"#,
+        #"{"choices":[{"delta":{"content":5}}]}"#,
+        #"{"choices":[{"delta":"text"}]}"#,
+        #"{"choices":[1]}"#,
+        #"{"choices":null}"#,
+        #"{"model":7,"choices":[]}"#,
+        #"{"usage":{"prompt_tokens":1},"usage":null,"choices":[]}"#,
+        #"{"choices":[{"finish_reason":1}]}"#,
+        #"{"choices":[{"delta":{"content":"a"}}]} x"#,
+        #"{"choices":[{"delta":{"content":"a"}}],}"#,
+        #"{"\u0063hoices":[]}"#,
+    ])
+    func unusualChunksGoToTheParser(chunk: String) {
+        #expect(!Self.readsPlain(chunk))
+    }
+
+    @Test("what the plain reader declines still decodes, or fails, as before")
+    func declinedChunksDecode() {
+        let thinking = decode([
+            #"{"choices":[{"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"hm"}]}]}}]}"#,
+            #"{"choices":[{"delta":{"content":"ok"},"finish_reason":"stop"}]}"#,
+        ])
+        #expect(thinking.events.prefix(2) == [.reasoning("hm"), .text("ok")])
+        #expect(decode([#"{"object":"error","message":"overloaded"}"#]).error?.code == .upstreamProtocol)
+        #expect(decode([#"{"choices":[{"delta":{"content":5}}]}"#]).error?.code == .upstreamProtocol)
+        #expect(decode([#"{"choices":[],"choices":[]}"#]).error?.code == .upstreamProtocol)
+        #expect(decode([#"{"usage":7,"choices":[{"delta":{"content":"a"}}]}"#]).error?.code == .upstreamProtocol)
+    }
+}

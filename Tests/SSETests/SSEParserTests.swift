@@ -96,6 +96,21 @@ private func expectEvents(
             ]))
     }
 
+    /// The line-end scan goes eight bytes at a time: a line end at each offset within a word,
+    /// and bytes that differ from CR and LF by one bit or one count, must all come out right.
+    @Test func lineEndsAtEveryOffsetWithinAWordAreFound() {
+        for length in 0...24 {
+            for ending in ["\n", "\r", "\r\n"] {
+                let value = String(
+                    (0..<length).map {
+                        Character(Unicode.Scalar(UInt8([0x0B, 0x0C, 0x0E, 0x09, 0x1A, 0x61][$0 % 6])))
+                    })
+                let stream = Array("data: \(value)\(ending)\(ending)data: x\(ending)\(ending)".utf8)
+                expectEvents(stream, .success([SSEEvent(data: value), SSEEvent(data: "x")]))
+            }
+        }
+    }
+
     @Test func anLFOpeningAChunkAfterACRIsTheSameLineEnd() throws {
         // CR at the end of one chunk, LF at the start of the next: one line end, no extra blank line.
         var parser = SSEParser()
