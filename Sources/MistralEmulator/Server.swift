@@ -114,6 +114,8 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var counted = false
     private var scheduled: Scheduled<Void>?
     private let streamWrites: EmulatorConfiguration.StreamWrites
+    /// The rest of an unpaced per-event stream, waiting for the socket to drain.
+    private var unwritten: (events: ArraySlice<[UInt8]>, keepAlive: Bool)?
 
     init(api: EmulatorAPI, counters: StatsCounters, streamWrites: EmulatorConfiguration.StreamWrites) {
         self.api = api
@@ -130,12 +132,21 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         counters.openConnections.subtract(1, ordering: .relaxed)
         scheduled?.cancel()
         scheduled = nil
+        unwritten = nil
         finishResponse()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let (events, keepAlive) = unwritten {
+            unwritten = nil
+            writeEach(events, keepAlive: keepAlive, context: context)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -236,18 +247,36 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
                 pace(
                     events[...], every: .milliseconds(Int64(reply.chunkIntervalMilliseconds)), keepAlive: keepAlive,
                     context: context)
-            } else {
-                switch streamWrites {
-                case .batched: write(events.flatMap { $0 }, context: context)
-                case .perEvent:
-                    for event in events {
-                        write(event, context: context)
-                        context.flush()
-                    }
-                }
+            } else if streamWrites == .batched {
+                write(events.flatMap { $0 }, context: context)
                 end(keepAlive: keepAlive, context: context)
+            } else {
+                writeEach(events[...], keepAlive: keepAlive, context: context)
             }
         }
+    }
+
+    /// Each event in a write and flush of its own, a burst at a time: while the client does not
+    /// read, the rest waits for the socket to drain (as a server's kernel buffer makes it wait),
+    /// and between bursts the loop serves its other connections. Written in one go, a
+    /// 40,000-event reply held the loop for seconds and buffered the whole reply in memory.
+    private func writeEach(_ events: ArraySlice<[UInt8]>, keepAlive: Bool, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        var rest = events
+        for _ in 0..<64 {
+            guard let event = rest.popFirst() else { break }
+            write(event, context: context)
+            context.flush()
+            guard context.channel.isWritable else {
+                unwritten = (rest, keepAlive)
+                return
+            }
+        }
+        guard !rest.isEmpty else {
+            end(keepAlive: keepAlive, context: context)
+            return
+        }
+        context.eventLoop.assumeIsolated().execute { self.writeEach(rest, keepAlive: keepAlive, context: context) }
     }
 
     private func pace(
