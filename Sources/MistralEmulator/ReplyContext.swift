@@ -371,8 +371,26 @@ struct ReplyContext {
         turns.reduce(0) { $0 + Self.wordCount($1.text) }
     }
 
+    /// The number of whitespace-separated words: the emulator's token count.
     static func wordCount(_ text: String) -> Int {
-        text.split(whereSeparator: \.isWhitespace).count
+        if case let words?? = text.utf8.withContiguousStorageIfAvailable(asciiWordCount) { return words }
+        return text.split(whereSeparator: \.isWhitespace).count
+    }
+
+    /// Splitting by `Character` breaks graphemes and looks up Unicode properties per character,
+    /// which made counting a long history the costliest part of a request. In ASCII text every
+    /// byte is a character (CR LF is one, but both halves are whitespace), so bytes count the
+    /// same; nil for text beyond ASCII.
+    private static func asciiWordCount(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        var words = 0
+        var inWord = false
+        for byte in bytes {
+            guard byte < 0x80 else { return nil }
+            let isWhitespace = byte == UInt8(ascii: " ") || (0x09...0x0D).contains(byte)
+            if !isWhitespace, !inWord { words += 1 }
+            inWord = !isWhitespace
+        }
+        return words
     }
 
     /// Tokens each built-in tool run costs, in `connector_tokens`.

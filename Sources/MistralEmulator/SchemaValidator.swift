@@ -26,6 +26,8 @@ struct ValidationIssue: Sendable, Equatable, CustomStringConvertible {
 /// the tag to `loc`, extra fields come after the declared ones.
 final class SchemaSet: Sendable {
     let schemas: [String: Schema]
+    /// The named schemas by the index a `$ref` compiles to, so following one costs no lookup by name.
+    private let table: [Schema]
 
     /// The schemas of `mistralRequestSchemasJSON`, parsed on first use.
     static let mistral: SchemaSet = {
@@ -38,11 +40,11 @@ final class SchemaSet: Sendable {
 
     /// `document` is the extraction script's output: `{"schemas": {name: schema}}`.
     init(document: JSONValue) {
-        var compiled: [String: Schema] = [:]
-        for (name, schema) in document["schemas"]?.objectValue ?? [:] {
-            compiled[name] = Schema(schema, name: name)
-        }
-        schemas = compiled
+        let members = document["schemas"]?.objectValue?.members ?? []
+        var indices: [String: Int] = [:]
+        for (index, member) in members.enumerated() { indices[member.key] = index }
+        table = members.map { Schema($0.value, name: $0.key, indices: indices) }
+        schemas = Dictionary(zip(members.map(\.key), table)) { _, last in last }
     }
 
     /// Names of the schemas held.
@@ -59,7 +61,7 @@ final class SchemaSet: Sendable {
 
     private func resolve(_ schema: Schema) -> Schema {
         var current = schema
-        while let reference = current.reference, let target = schemas[reference] { current = target }
+        while let reference = current.reference { current = table[reference] }
         return current
     }
 
@@ -73,7 +75,7 @@ final class SchemaSet: Sendable {
             return
         }
         if let types = schema.types {
-            guard types.contains(where: { Schema.matches(value, type: $0) }) else {
+            guard types.contains(where: { $0.matches(value) }) else {
                 issues.append(typeIssue(value, expected: types[0], schema: schema, path: path))
                 return
             }
@@ -111,7 +113,7 @@ final class SchemaSet: Sendable {
             if let items = schema.items {
                 for (position, element) in elements.enumerated() {
                     path.append(.int(Int64(position)))
-                    validate(element, items.schema, &path, &issues)
+                    validate(element, items, &path, &issues)
                     path.removeLast()
                 }
             }
@@ -124,23 +126,24 @@ final class SchemaSet: Sendable {
         _ object: JSONObject, _ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue],
         _ issues: inout [ValidationIssue]
     ) {
-        for (name, property) in schema.properties {
-            path.append(.string(name))
-            if let member = object[name] {
-                validate(member, property, &path, &issues)
-            } else if schema.required.contains(name) {
+        for property in schema.properties {
+            if let member = object[property.name] {
+                path.append(.string(property.name))
+                validate(member, property.schema, &path, &issues)
+                path.removeLast()
+            } else if property.isRequired {
+                path.append(.string(property.name))
                 issues.append(issue("missing", "Field required", value, path))
+                path.removeLast()
             }
-            path.removeLast()
         }
-        for name in schema.required where !schema.properties.contains(where: { $0.name == name }) && object[name] == nil
-        {
+        for name in schema.requiredUndeclared where object[name] == nil {
             path.append(.string(name))
             issues.append(issue("missing", "Field required", value, path))
             path.removeLast()
         }
         guard !schema.allowsAdditionalProperties else { return }
-        for member in object where !schema.properties.contains(where: { $0.name == member.key }) {
+        for member in object where !schema.declares(member.key) {
             path.append(.string(member.key))
             issues.append(issue("extra_forbidden", "Extra inputs are not permitted", member.value, path))
             path.removeLast()
@@ -151,12 +154,12 @@ final class SchemaSet: Sendable {
         _ value: JSONValue, _ schema: Schema, _ path: inout [JSONValue], _ issues: inout [ValidationIssue]
     ) {
         if let discriminator = schema.discriminator {
-            validateDiscriminated(value, schema, discriminator, &path, &issues)
+            validateDiscriminated(value, discriminator, &path, &issues)
             return
         }
         // Optional[X]: pydantic reports X's errors at the field itself.
-        let nonNull = schema.alternatives.filter { $0.types != ["null"] }
-        if nonNull.count < schema.alternatives.count {
+        let nonNull = schema.nonNullAlternatives
+        if schema.isNullable {
             if value == .null { return }
             if nonNull.count == 1 {
                 validate(value, nonNull[0], &path, &issues)
@@ -177,9 +180,7 @@ final class SchemaSet: Sendable {
             let resolved = resolve(alternative)
             var score = attempt.count
             if !resolved.acceptsJSONType(of: value) { score += 10_000 }
-            if case .object(let object) = value, let tag = object["type"],
-                resolved.properties.first(where: { $0.name == "type" })?.schema.constant == tag
-            {
+            if case .object(let object) = value, let tag = object["type"], resolved.typeTag == tag {
                 score -= 5_000
             }
             if best == nil || score < best!.score { best = (score, attempt) }
@@ -196,10 +197,7 @@ final class SchemaSet: Sendable {
         guard case .object(let object) = value, case .string(let tag)? = object["type"] else { return nil }
         var tags: [String] = []
         for alternative in alternatives {
-            guard
-                case .string(let declared)? = resolve(alternative).properties.first(where: { $0.name == "type" })?
-                    .schema.constant
-            else { return nil }
+            guard case .string(let declared)? = resolve(alternative).typeTag else { return nil }
             if declared == tag { return nil }
             tags.append(declared)
         }
@@ -207,8 +205,8 @@ final class SchemaSet: Sendable {
     }
 
     private func validateDiscriminated(
-        _ value: JSONValue, _ schema: Schema, _ discriminator: Schema.Discriminator,
-        _ path: inout [JSONValue], _ issues: inout [ValidationIssue]
+        _ value: JSONValue, _ discriminator: Schema.Discriminator, _ path: inout [JSONValue],
+        _ issues: inout [ValidationIssue]
     ) {
         guard case .object(let object) = value else {
             issues.append(
@@ -234,7 +232,7 @@ final class SchemaSet: Sendable {
             return
         }
         path.append(.string(tag))
-        validate(value, Schema(reference: target.schema), &path, &issues)
+        validate(value, target.schema, &path, &issues)
         path.removeLast()
     }
 
@@ -310,21 +308,23 @@ final class SchemaSet: Sendable {
         }
     }
 
-    private func typeIssue(_ value: JSONValue, expected: String, schema: Schema, path: [JSONValue]) -> ValidationIssue {
+    private func typeIssue(_ value: JSONValue, expected: Schema.JSONType, schema: Schema, path: [JSONValue])
+        -> ValidationIssue
+    {
         switch expected {
-        case "string": return issue("string_type", "Input should be a valid string", value, path)
-        case "integer":
+        case .string: return issue("string_type", "Input should be a valid string", value, path)
+        case .integer:
             if case .double = value {
                 return issue(
                     "int_from_float", "Input should be a valid integer, got a number with a fractional part", value,
                     path)
             }
             return issue("int_type", "Input should be a valid integer", value, path)
-        case "number": return issue("float_type", "Input should be a valid number", value, path)
-        case "boolean": return issue("bool_type", "Input should be a valid boolean", value, path)
-        case "array": return issue("list_type", "Input should be a valid list", value, path)
-        case "null": return issue("none_required", "Input should be None", value, path)
-        default:
+        case .number: return issue("float_type", "Input should be a valid number", value, path)
+        case .boolean: return issue("bool_type", "Input should be a valid boolean", value, path)
+        case .array: return issue("list_type", "Input should be a valid list", value, path)
+        case .null: return issue("none_required", "Input should be None", value, path)
+        case .object:
             if let name = schema.name, !schema.properties.isEmpty {
                 return issue(
                     "model_type", "Input should be a valid dictionary or instance of \(name)", value, path,
@@ -383,50 +383,71 @@ private extension UInt8 {
     }
 }
 
-/// One compiled schema node. References stay names, resolved through the owning `SchemaSet`.
-struct Schema: Sendable {
+/// One compiled schema node, immutable and shared: validating passes references, never copies.
+final class Schema: Sendable {
     struct Discriminator: Sendable {
         var propertyName: String
-        var mapping: [(tag: String, schema: String)]
+        var mapping: [(tag: String, schema: Schema)]
     }
 
-    var name: String?
-    var reference: String?
-    var types: [String]?
-    var constant: JSONValue?
-    var enumeration: [JSONValue]?
-    var minimum: JSONValue?
-    var maximum: JSONValue?
-    var exclusiveMinimum: JSONValue?
-    var exclusiveMaximum: JSONValue?
-    var minLength: Int?
-    var maxLength: Int?
-    var minItems: Int?
-    var format: String?
-    var required: [String] = []
-    var properties: [(name: String, schema: Schema)] = []
-    var allowsAdditionalProperties = true
-    var items: Box?
-    var alternatives: [Schema] = []
-    var allOf: [Schema] = []
-    var discriminator: Discriminator?
-
-    /// Indirection for the recursive `items` member.
-    final class Box: Sendable {
-        let schema: Schema
-        init(_ schema: Schema) { self.schema = schema }
+    struct Property: Sendable {
+        var name: String
+        var schema: Schema
+        var isRequired: Bool
     }
 
-    init(reference: String) { self.reference = reference }
+    /// The JSON Schema `type` names, matched without comparing strings.
+    enum JSONType: String, Sendable {
+        case null, boolean, integer, number, string, array, object
 
-    init(_ json: JSONValue, name: String? = nil) {
+        func matches(_ value: JSONValue) -> Bool {
+            switch (self, value) {
+            case (.null, .null), (.boolean, .bool), (.string, .string), (.array, .array), (.object, .object): true
+            case (.number, .int), (.number, .double): true
+            case (.integer, .int): true
+            case (.integer, .double(let number)): number.rounded() == number
+            default: false
+            }
+        }
+    }
+
+    let name: String?
+    /// The `$ref` target's index in the owning `SchemaSet`; nil for no reference or an unknown one.
+    let reference: Int?
+    let types: [JSONType]?
+    let constant: JSONValue?
+    let enumeration: [JSONValue]?
+    let minimum: JSONValue?
+    let maximum: JSONValue?
+    let exclusiveMinimum: JSONValue?
+    let exclusiveMaximum: JSONValue?
+    let minLength: Int?
+    let maxLength: Int?
+    let minItems: Int?
+    let format: String?
+    let properties: [Property]
+    /// Required names the schema does not declare as properties, reported after the declared ones.
+    let requiredUndeclared: [String]
+    let allowsAdditionalProperties: Bool
+    let items: Schema?
+    let alternatives: [Schema]
+    /// `alternatives` without the `{"type": "null"}` branches, and whether there were any.
+    let nonNullAlternatives: [Schema]
+    let isNullable: Bool
+    let allOf: [Schema]
+    let discriminator: Discriminator?
+    /// The constant of the `type` property: the tag a union of tagged objects tells branches by.
+    let typeTag: JSONValue?
+
+    /// `indices` maps the owning set's schema names to the indices `$ref`s compile to.
+    init(_ json: JSONValue, name: String? = nil, indices: [String: Int]) {
+        let object = json.objectValue ?? [:]
         self.name = name
-        guard case .object(let object) = json else { return }
-        if let ref = object["$ref"]?.stringValue { reference = Self.schemaName(ref) }
+        reference = object["$ref"]?.stringValue.flatMap { indices[Self.schemaName($0)] }
         switch object["type"] {
-        case .string(let type)?: types = [type]
-        case .array(let list)?: types = list.compactMap(\.stringValue)
-        default: break
+        case .string(let type)?: types = [type].compactMap(JSONType.init(rawValue:))
+        case .array(let list)?: types = list.compactMap { $0.stringValue.flatMap(JSONType.init(rawValue:)) }
+        default: types = nil
         }
         constant = object["const"]
         enumeration = object["enum"]?.arrayValue
@@ -438,38 +459,47 @@ struct Schema: Sendable {
         maxLength = object["maxLength"]?.intValue.map(Int.init)
         minItems = object["minItems"]?.intValue.map(Int.init)
         format = object["format"]?.stringValue
-        required = object["required"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        properties = (object["properties"]?.objectValue ?? [:]).map { (name: $0.key, schema: Schema($0.value)) }
-        if object["additionalProperties"] == .bool(false) { allowsAdditionalProperties = false }
-        if let itemSchema = object["items"] { items = Box(Schema(itemSchema)) }
-        alternatives = (object["anyOf"]?.arrayValue ?? object["oneOf"]?.arrayValue ?? []).map { Schema($0) }
-        allOf = (object["allOf"]?.arrayValue ?? []).map { Schema($0) }
+        let required = object["required"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        properties = (object["properties"]?.objectValue ?? [:]).map { member in
+            Property(
+                name: member.key, schema: Schema(member.value, indices: indices),
+                isRequired: required.contains(member.key))
+        }
+        let declared = Set(properties.map(\.name))
+        requiredUndeclared = required.filter { !declared.contains($0) }
+        allowsAdditionalProperties = object["additionalProperties"] != .bool(false)
+        items = object["items"].map { Schema($0, indices: indices) }
+        alternatives = (object["anyOf"]?.arrayValue ?? object["oneOf"]?.arrayValue ?? []).map {
+            Schema($0, indices: indices)
+        }
+        nonNullAlternatives = alternatives.filter { $0.types != [.null] }
+        isNullable = nonNullAlternatives.count < alternatives.count
+        allOf = (object["allOf"]?.arrayValue ?? []).map { Schema($0, indices: indices) }
         if let discriminatorObject = object["discriminator"]?.objectValue,
             let propertyName = discriminatorObject["propertyName"]?.stringValue
         {
             let mapping = (discriminatorObject["mapping"]?.objectValue ?? [:]).compactMap { member in
-                member.value.stringValue.map { (tag: member.key, schema: Self.schemaName($0)) }
+                member.value.stringValue.map {
+                    (tag: member.key, schema: Schema(["$ref": .string($0)], indices: indices))
+                }
             }
             discriminator = Discriminator(propertyName: propertyName, mapping: mapping)
+        } else {
+            discriminator = nil
         }
+        typeTag = properties.first { $0.name == "type" }?.schema.constant
+    }
+
+    func declares(_ property: String) -> Bool {
+        properties.contains { $0.name == property }
     }
 
     static func schemaName(_ reference: String) -> String {
         reference.split(separator: "/").last.map(String.init) ?? reference
     }
 
-    static func matches(_ value: JSONValue, type: String) -> Bool {
-        switch (type, value) {
-        case ("null", .null), ("boolean", .bool), ("string", .string), ("array", .array), ("object", .object): true
-        case ("number", .int), ("number", .double): true
-        case ("integer", .int): true
-        case ("integer", .double(let number)): number.rounded() == number
-        default: false
-        }
-    }
-
     func acceptsJSONType(of value: JSONValue) -> Bool {
         guard let types else { return true }
-        return types.contains { Self.matches(value, type: $0) }
+        return types.contains { $0.matches(value) }
     }
 }

@@ -162,6 +162,16 @@ struct ReplyAndFaultTests {
         }
     }
 
+    /// Token counts count words as splitting by `Character.isWhitespace` does, whether the text
+    /// takes the ASCII byte path or not.
+    @Test(arguments: [
+        "", "   ", "one", " two  words ", "tabs\tand\nnew\r\nlines\u{0B}\u{0C}end", "\u{1F}unit separator",
+        "no\u{A0}break space", "ideographic\u{3000}space", "space \u{301}then a combining mark", "café au lait",
+    ])
+    func wordCountMatchesCharacterSplitting(text: String) {
+        #expect(ReplyContext.wordCount(text) == text.split(whereSeparator: \.isWhitespace).count)
+    }
+
     @Test func statusFaults() async throws {
         try await withEmulator { server in
             let limited = try server.send("/v1/chat/completions", chatBody("hi [fault:429]"))
