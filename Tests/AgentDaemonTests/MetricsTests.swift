@@ -91,6 +91,12 @@ import Testing
             Array(lines[(type + 1)...].prefix(2)) == [
                 #"agentd_retries_total{agent="a"} 1"#, #"agentd_retries_total{agent="b"} 1"#,
             ])
+        // An agent that has served nothing yet still shows its series, at zero.
+        _ = metrics.agent(named: "idle")
+        let withIdle = String(
+            decoding: metrics.exposition(DaemonMetrics.LiveState(connections: 0, agents: [:])), as: UTF8.self)
+        #expect(withIdle.contains(#"agentd_requests_total{agent="idle",outcome="done"} 0"#))
+        #expect(withIdle.contains(#"agentd_in_flight{agent="idle"} 0.0"#))
         // Every family's TYPE line appears once, whatever the number of agents.
         let types = lines.filter { $0.hasPrefix("# TYPE ") }
         #expect(Set(types).count == types.count)
