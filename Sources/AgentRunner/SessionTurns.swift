@@ -33,6 +33,7 @@ public struct SessionService: Sendable {
         self.cache = cache
         self.defaults = defaults
         // A forgotten or evicted session's text leaves memory with it, not at the next LRU turn.
+        // Each service registers an observer for good: the daemon makes one per store.
         store.onRemoval { keys in
             for key in keys { cache.remove(key) }
         }
@@ -42,8 +43,8 @@ public struct SessionService: Sendable {
 /// One request's hold on its session, from the lock to the append.
 ///
 /// `begin` takes the session's lock (or fails with `session_busy`) and reads its history,
-/// from the cache when it holds the store's current version; `commit` appends the request's turn and gives the lock back, before the `done` is written,
-/// so a client that sends its next turn as soon as it reads `done` finds the session free and
+/// from the cache when it holds the store's current version; `commit` appends the request's
+/// turn and gives the lock back, before the `done` is written, so a client that sends its next turn as soon as it reads `done` finds the session free and
 /// complete. `release` gives the lock back without appending (an `error`, a disconnect); it
 /// may run more than once. Without `session` every step does nothing.
 final class SessionTurn: Sendable {

@@ -57,6 +57,8 @@ final class CurlLoop: @unchecked Sendable {
     /// until an event comes for it: the next transfer on the connection usually wants the same,
     /// so a request costs one `epoll_ctl` instead of an add and a delete.
     private var watched: [Int32: Watch] = [:]
+    /// Transfers whose socket could not be watched, failed after the curl call that asked.
+    private var unwatchable: [(Transfer, reason: String)] = []
 
     private struct Watch {
         var events: UInt32
@@ -177,6 +179,8 @@ final class CurlLoop: @unchecked Sendable {
     private func run() {
         var commands: [Command] = []
         var events = [epoll_event](repeating: epoll_event(), count: 256)
+        /// Why the loop stopped on its own, when it did.
+        var failure: CurlError?
         while true {
             let stop = queue.withLock { queue in
                 swap(&queue.commands, &commands)
@@ -186,6 +190,7 @@ final class CurlLoop: @unchecked Sendable {
             now = monotonicNow()
             for command in commands { handle(command) }
             commands.removeAll(keepingCapacity: true)
+            failUnwatchable()
             if stop { break }
 
             // A new or resumed transfer sets the timer to now.
@@ -201,6 +206,13 @@ final class CurlLoop: @unchecked Sendable {
             let wakeAt = min(nextDeadline, curlTimer ?? .max)
             let timeout = wakeAt == .max ? -1 : Int32(clamping: (wakeAt - min(now, wakeAt) + 999_999) / 1_000_000)
             let count = epoll_wait(epoll, &events, Int32(events.count), timeout)
+            if count < 0, errno != EINTR {
+                // The thread can wait no more: new transfers are refused, queued and running ones
+                // fail with the reason, at the top of the loop.
+                failure = CurlError(.other, "the curl thread cannot wait: \(String(cString: strerror(errno)))")
+                queue.withLock { $0.running = false }
+                continue
+            }
             now = monotonicNow()
             for event in events.prefix(Int(max(count, 0))) {
                 let socket = event.data.fd
@@ -214,7 +226,7 @@ final class CurlLoop: @unchecked Sendable {
             deliverHeads()
             collectFinished()
         }
-        failAll(.shutDown)
+        failAll(failure ?? .shutDown)
         curl_multi_cleanup(multi)
         close(epoll)
         close(wakeup)
@@ -225,10 +237,13 @@ final class CurlLoop: @unchecked Sendable {
         var running: Int32 = 0
         let code = curl_multi_socket_action(multi, socket, mask, &running)
         if code != CURLM_OK { failAll(CurlError(.other, String(cString: curl_multi_strerror(code)))) }
+        failUnwatchable()
     }
 
     /// curl's socket callback: watch `socket` for what curl wants, or no longer.
-    fileprivate func watch(_ socket: Int32, _ what: Int32) {
+    /// `new`: curl has not seen the socket since it last stopped watching it (no
+    /// `curl_multi_assign` mark), so an entry of ours for its number may be stale.
+    fileprivate func watch(_ socket: Int32, _ what: Int32, easy: UnsafeMutableRawPointer?, new: Bool) {
         let events: UInt32
         switch what {
         case CURL_POLL_IN: events = EPOLLIN.rawValue
@@ -240,14 +255,32 @@ final class CurlLoop: @unchecked Sendable {
         }
         let current = watched[socket]
         watched[socket] = Watch(events: events, wanted: true)
-        if let current, current.wanted, current.events == events { return }
+        if new { curl_multi_assign(multi, socket, Unmanaged.passUnretained(self).toOpaque()) }
+        if !new, let current, current.wanted, current.events == events { return }
         // A socket no longer wanted may have been closed since, and its number reused: the
         // registration epoll kept went with the close, so MOD finds none and ADD is right.
         var event = epoll_event(events: events, data: epoll_data_t(fd: socket))
         let first = current == nil ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
-        if epoll_ctl(epoll, first, socket, &event) != 0, errno == ENOENT || errno == EEXIST {
-            epoll_ctl(epoll, first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket, &event)
+        var registered = epoll_ctl(epoll, first, socket, &event) == 0
+        if !registered, errno == ENOENT || errno == EEXIST {
+            registered = epoll_ctl(epoll, first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket, &event) == 0
         }
+        guard !registered else { return }
+        // Its transfer would wait for an event that never comes; it fails once curl returns.
+        let reason = String(cString: strerror(errno))
+        watched[socket] = nil
+        var pointer: UnsafeMutableRawPointer?
+        if let easy, agentd_easy_getinfo_pointer(easy, CURLINFO_PRIVATE, &pointer) == CURLE_OK, let pointer {
+            unwatchable.append((Unmanaged<Transfer>.fromOpaque(pointer).takeUnretainedValue(), reason))
+        }
+    }
+
+    /// Ends the transfers whose socket epoll refused to watch (curl's calls are over by now).
+    private func failUnwatchable() {
+        for (transfer, reason) in unwatchable where transfer.easy != nil {
+            finish(transfer, .failed(CurlError(.other, "cannot watch the upstream connection: \(reason)")))
+        }
+        unwatchable.removeAll()
     }
 
     /// An event for `socket`: curl's to act on, or, for a socket curl no longer watches, the
@@ -351,7 +384,8 @@ private func socketCallback(
     easy: UnsafeMutableRawPointer?, socket: curl_socket_t, what: Int32, loop: UnsafeMutableRawPointer?,
     socketData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    Unmanaged<CurlLoop>.fromOpaque(loop!).takeUnretainedValue().watch(socket, what)
+    Unmanaged<CurlLoop>.fromOpaque(loop!).takeUnretainedValue().watch(
+        socket, what, easy: easy, new: socketData == nil)
     return 0
 }
 

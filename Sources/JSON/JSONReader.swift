@@ -164,8 +164,9 @@ public struct JSONReader {
             if try plainString() == nil { _ = try cursor.parseString() }
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             let start = cursor.index
-            guard try cursor.scanNumber() else {
-                // A fraction or exponent may overflow to infinity, which the parser rejects.
+            // A fraction, an exponent or an integer of 309 digits or more may overflow to
+            // infinity, which the parser rejects: those go through its conversion.
+            guard try cursor.scanNumber(), cursor.index - start <= 300 else {
                 cursor.index = start
                 _ = try cursor.parseNumber()
                 return

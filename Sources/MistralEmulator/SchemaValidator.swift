@@ -61,8 +61,11 @@ final class SchemaSet: Sendable {
 
     private func resolve(_ schema: Schema) -> Schema {
         var current = schema
-        while let reference = current.reference { current = table[reference] }
-        return current
+        for _ in 0...table.count {
+            guard let reference = current.reference else { return current }
+            current = table[reference]
+        }
+        preconditionFailure("the request schemas have a cycle of $refs")
     }
 
     private func validate(

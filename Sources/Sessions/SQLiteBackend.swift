@@ -143,9 +143,12 @@ final class SQLiteBackend: SessionBackend {
     private func transaction<T>(
         durable: Bool = true, _ body: () throws(SessionStoreError) -> T
     ) throws(SessionStoreError) -> T {
-        if durable != self.durable {
-            try (durable ? statements.synchronousFull : statements.synchronousNormal).run()
-            self.durable = durable
+        if durable, !self.durable {
+            try statements.synchronousFull.run()
+            self.durable = true
+        } else if !durable, self.durable, (try? statements.synchronousNormal.run()) != nil {
+            // NORMAL only saves the fsync of a recency write: one that cannot set it commits with FULL.
+            self.durable = false
         }
         try statements.begin.run()
         do throws(SessionStoreError) {

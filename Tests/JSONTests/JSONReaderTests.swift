@@ -75,6 +75,8 @@ import Testing
         #"{"a":01}"#, #"{"a":"x\u{01}"}"#, #"{"a":"\q"}"#, #"{"a":tru}"#, "{} x", #"{"a":1}}"#, #"{"a":[1}"#,
         "{\"a\":\"\u{01}\"}", #"{"a":"\ud800"}"#,
         #"{"a":1e999}"#, #"{"a":-}"#, #"{"a":1.}"#, #"{"a":-x}"#,
+        // An integer too long for a Double: infinity, which the parser rejects.
+        #"{"a":1"# + String(repeating: "0", count: 400) + "}",
     ])
     func rejectsWhatTheParserRejects(text: String) {
         #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
