@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 #if canImport(Glibc)
@@ -11,7 +12,9 @@ extension Bench {
     /// default). Both record their metrics: recording is always on, and only the listener and
     /// its scrapes can be switched off.
     func measureMetrics(port: Int, daemon: DaemonUnderTest, generator: LoadGenerator) throws -> MetricsFigures {
-        let metricsPort = try freePort()
+        guard let metricsPort = Loopback.unusedPort().map(Int.init) else {
+            throw BenchError("cannot find a free port")
+        }
         let scraped = try startBenchDaemon(
             "metrics", emulatorPort: port, config: "metrics: {listen: \"127.0.0.1:\(metricsPort)\"}\n")
         defer { scraped.child.stop() }
@@ -59,7 +62,8 @@ private final class Scraper: @unchecked Sendable {
     func start() {
         let thread = Thread { [self] in
             while lock.withLock({ running }) {
-                let response = httpGet(port: port, path: "/metrics") ?? ""
+                let response =
+                    Loopback.get(port: port, path: "/metrics").map { String(decoding: $0, as: UTF8.self) } ?? ""
                 let ok = response.hasPrefix("HTTP/1.1 200") && response.contains("agentd_requests_total")
                 lock.withLock { if ok { scrapes += 1 } else { failed += 1 } }
                 usleep(1_000_000)

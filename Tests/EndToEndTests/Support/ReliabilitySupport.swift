@@ -1,4 +1,5 @@
 import AgentProtocol
+import Basics
 import Foundation
 import Glibc
 import JSON
@@ -68,21 +69,7 @@ func residentKiB(of pid: Int32) -> Int? {
 }
 
 /// A loopback TCP port that nothing listens on: bound, then closed again.
-func closedLoopbackPort() -> UInt16 {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(descriptor) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-            bind(descriptor, pointer, length)
-            return getsockname(descriptor, pointer, &length)
-        }
-    }
-    return UInt16(bigEndian: address.sin_port)
-}
+func closedLoopbackPort() -> UInt16 { Loopback.unusedPort() ?? 9 }
 
 /// Runs `body` for each index on its own thread and waits for all of them: blocking socket
 /// clients, as many as real concurrent programs.
