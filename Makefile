@@ -160,6 +160,7 @@ fuzz: deps
 # paths keep the normal build intact. Fuzz/*.supp say what is suppressed and why.
 check-sanitizers: test-deps
 	AGENTD_TEST_SANITIZER=address LSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/lsan.supp \
+		ASAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/asan.supp \
 		$(SWIFT) test --sanitize=address --scratch-path .build-asan
 	AGENTD_TEST_SANITIZER=thread TSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/tsan.supp \
 		$(SWIFT) test --sanitize=thread --scratch-path .build-tsan

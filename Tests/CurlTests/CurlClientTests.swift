@@ -175,8 +175,12 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
             // The idle timeout is far shorter than the consumer's nap: a paused transfer must not time out.
             // (Not too short either: once reading resumes, the in-process server must keep up within it,
             // and under TSan, with other suites running, 150 ms was sometimes missed.)
+            // Reading the rest takes 64 pause-and-resume rounds, each needing the consumer's task to
+            // run: under ASan, with the whole suite on 2 cores, rounds 6-18 s apart were seen (traced:
+            // curl resumed within 1 ms of each drain), more than the default 120 s total timeout.
             let request = HTTPRequest(
-                url: server.baseURL + "/large?bytes=\(size)", method: "GET", idleTimeout: .milliseconds(400))
+                url: server.baseURL + "/large?bytes=\(size)", method: "GET", idleTimeout: .milliseconds(400),
+                totalTimeout: .seconds(1800))
             let response = try await client.send(request)
             try await Task.sleep(for: .milliseconds(1000))
             let writtenWhileNotReading = server.stats.current.largeBytesWritten
@@ -245,6 +249,23 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
             // The bound only tells the 200 ms deadline from the 30 s default on a loaded machine.
             #expect(ContinuousClock.now - started < .seconds(10))
         }
+    }
+
+    /// curl enforces the connect timeout through its timer callback alone: nothing happens on
+    /// the socket of a connection that is never accepted. Were the loop to lose curl's timer, the
+    /// transfer would end at agentd's first-byte deadline instead, with that error.
+    @Test func connectThatIsNeverAcceptedHitsTheConnectTimeout() async throws {
+        let listener = try FullBacklogListener()
+        defer { listener.close() }
+        let client = try CurlClient()
+        defer { client.shutdown() }
+        // Not a whole number of milliseconds: curl's timer is then never due exactly when the
+        // loop is told about it.
+        let request = HTTPRequest(
+            url: "http://127.0.0.1:\(listener.port)/", method: "GET", connectTimeout: .microseconds(37_300),
+            firstByteTimeout: .seconds(60))
+        let error = await failure { _ = try await client.send(request) }
+        #expect(error?.kind == .connectTimeout, "\(String(describing: error))")
     }
 
     @Test func endlessStreamHitsTheTotalTimeout() async throws {

@@ -3,6 +3,10 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One event loop for every test server; it lives as long as the test process.
 let testEventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
@@ -222,4 +226,50 @@ private final class RouteHandler: ChannelInboundHandler {
             context.flush()
         }
     }
+}
+
+/// A loopback TCP listener that never accepts, with its accept queue filled: the kernel drops
+/// further SYNs, so a client's connect neither succeeds nor fails until it gives up.
+final class FullBacklogListener {
+    let port: Int
+    private let listener: Int32
+    private var fillers: [Int32] = []
+
+    init() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.listener = listener
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                bind(listener, address, length) == 0 && listen(listener, 0) == 0
+                    && getsockname(listener, address, &length) == 0
+            }
+        }
+        guard listener >= 0, bound else { throw ListenError(reason: String(cString: strerror(errno))) }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        // A backlog of 0 queues one connection; a few more make sure the queue is full.
+        for _ in 0..<4 {
+            let filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            _ = withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(filler, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            fillers.append(filler)
+        }
+        // Let the handshakes of the queued ones complete before a client tries.
+        usleep(50_000)
+    }
+
+    func close() {
+        for filler in fillers { Glibc.close(filler) }
+        Glibc.close(listener)
+    }
+}
+
+struct ListenError: Error {
+    var reason: String
 }
