@@ -75,21 +75,11 @@ public struct RequestRunner: Sendable {
         beforeTerminal: @escaping @Sendable (RequestReport) -> Void
     ) async -> RequestReport {
         let started = ContinuousClock.now
-        // Built only for messages the log level lets through: most requests log none.
-        func metadata(_ fields: Logger.Metadata) -> Logger.Metadata {
-            var metadata = fields
-            metadata["agent"] = "\(definition.name)"
-            metadata["request.id"] = "\(request.id)"
-            if let peer {
-                metadata["peer.uid"] = "\(peer.uid)"
-                metadata["peer.pid"] = "\(peer.pid)"
-            }
-            return metadata
-        }
+        let log = RequestLog(agent: definition.name, requestID: request.id, peer: peer)
         if logContent, let last = request.messages.last?.content?.text {
-            logger.info("Request received", metadata: metadata(["content": "\(last)"]))
+            logger.info("Request received", metadata: log.metadata(["content": "\(last)"]))
         } else {
-            logger.debug("Request received", metadata: metadata(["messages": "\(request.messages.count)"]))
+            logger.debug("Request received", metadata: log.metadata(["messages": "\(request.messages.count)"]))
         }
 
         let outcome: RequestOutcome
@@ -106,8 +96,8 @@ public struct RequestRunner: Sendable {
         do {
             let completion = try await execute(
                 request, definition: definition, turn: turn, admission: admission, sink: sink, tally: &tally,
-                observer: observer, started: started, logMetadata: metadata([:]), beforeTerminal: terminal)
-            if logContent { logger.info("Reply", metadata: metadata(["content": "\(completion.text)"])) }
+                observer: observer, started: started, log: log, beforeTerminal: terminal)
+            if logContent { logger.info("Reply", metadata: log.metadata(["content": "\(completion.text)"])) }
             outcome = .done(completion)
         } catch is SinkClosed {
             outcome = .failed(handle.cancellationReason ?? .clientDisconnected)
@@ -116,7 +106,7 @@ public struct RequestRunner: Sendable {
             // The done went out: what fails after it, such as the upstream stream breaking after
             // its last event, changes nothing for the client.
             outcome = terminal.reportedDone!.outcome
-            logger.debug("Request failed after its done", metadata: metadata(["error": "\(error)"]))
+            logger.debug("Request failed after its done", metadata: log.metadata(["error": "\(error)"]))
         } catch {
             let info = handle.cancellationReason ?? Self.errorInfo(error)
             outcome = .failed(info)
@@ -133,9 +123,9 @@ public struct RequestRunner: Sendable {
             ]
             // Mistral's refusals quote what was sent: the message is content.
             if logContent { fields["error.message"] = "\(info.message)" }
-            logger.notice("Request failed", metadata: metadata(fields))
+            logger.notice("Request failed", metadata: log.metadata(fields))
         case .done:
-            logger.info("Request done", metadata: metadata(["duration_ms": "\(elapsed.milliseconds)"]))
+            logger.info("Request done", metadata: log.metadata(["duration_ms": "\(elapsed.milliseconds)"]))
         }
         return RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors)
     }
@@ -144,6 +134,27 @@ public struct RequestRunner: Sendable {
     private struct ToolTally {
         var calls = 0
         var errors = 0
+    }
+
+    /// What identifies a request in its log lines. The metadata is built only for lines the log
+    /// level lets through (the logger's metadata arguments are autoclosures) and for tool runs:
+    /// most requests log none, and building it for each cost four string conversions and a
+    /// dictionary.
+    struct RequestLog: Sendable {
+        let agent: String
+        let requestID: RequestID
+        let peer: Peer?
+
+        func metadata(_ fields: Logger.Metadata = [:]) -> Logger.Metadata {
+            var metadata = fields
+            metadata["agent"] = "\(agent)"
+            metadata["request.id"] = "\(requestID)"
+            if let peer {
+                metadata["peer.uid"] = "\(peer.uid)"
+                metadata["peer.pid"] = "\(peer.pid)"
+            }
+            return metadata
+        }
     }
 
     /// Calls the caller's `beforeTerminal` once: a terminal event that could not be written
@@ -175,8 +186,7 @@ public struct RequestRunner: Sendable {
     private func execute(
         _ request: ChatRequest, definition: AgentDefinition, turn: SessionTurn, admission: some Admission,
         sink: some EventSink, tally: inout ToolTally, observer: (any RequestObserver)?,
-        started: ContinuousClock.Instant,
-        logMetadata: Logger.Metadata, beforeTerminal: TerminalHook
+        started: ContinuousClock.Instant, log: RequestLog, beforeTerminal: TerminalHook
     ) async throws -> Completion {
         let options: GenerationOptions
         let maxSteps: Int
@@ -277,8 +287,7 @@ public struct RequestRunner: Sendable {
                 )
             }
             let results = try await runTools(
-                serverCalls, for: definition, request: request, sink: sink, deadline: deadline,
-                logMetadata: logMetadata)
+                serverCalls, for: definition, request: request, sink: sink, deadline: deadline, log: log)
             tally.calls += results.count
             tally.errors += results.filter { !$0.ok }.count
             for result in results { observer?.toolRan(result.name, ok: result.ok) }
@@ -312,13 +321,13 @@ public struct RequestRunner: Sendable {
     /// past it they are ended, as a cancel ends them, and the request times out.
     private func runTools(
         _ calls: [ToolCall], for definition: AgentDefinition, request: ChatRequest, sink: some EventSink,
-        deadline: ContinuousClock.Instant, logMetadata: Logger.Metadata
+        deadline: ContinuousClock.Instant, log: RequestLog
     ) async throws -> [ToolResult] {
         guard !calls.isEmpty else { return [] }
         let tools = tools
         return try await withThrowingTaskGroup(of: (index: Int, result: ToolResult)?.self) { group in
             for (index, call) in calls.enumerated() {
-                group.addTask { (index, await tools.run(call, for: definition, metadata: logMetadata)) }
+                group.addTask { (index, await tools.run(call, for: definition, metadata: log.metadata())) }
             }
             // nil: the request's time is up.
             group.addTask {
