@@ -19,6 +19,11 @@ final class EventLoopExecutor: TaskExecutor, @unchecked Sendable {
     /// behind the next poll: long enough that the loop finds nothing ready, ends the tick and
     /// polls, and short against a request's own latency.
     static let deferral = TimeAmount.microseconds(20)
+    /// A deferral that runs out before the tick has ended doubles, up to this. NIO reads the
+    /// clock each time it looks for due tasks, so on a thread slow enough that re-arming the
+    /// timer takes longer than the timer (ThreadSanitizer: the tick never ended, and a busy
+    /// task kept the loop from its sockets for good), a fixed deferral is always due again.
+    static let longestDeferral = TimeAmount.milliseconds(10)
 
     private struct Queue {
         var jobs: [UnownedJob] = []
@@ -30,6 +35,7 @@ final class EventLoopExecutor: TaskExecutor, @unchecked Sendable {
     private let queue = Mutex(Queue())
     // Event loop thread only.
     private var jobsThisTick = 0
+    private var deferralThisTick = deferral
     /// Swapped with the queue's array on each drain, as `CurlLoop` does with its commands, so
     /// both keep their capacity.
     private var running: [UnownedJob] = []
@@ -54,7 +60,8 @@ final class EventLoopExecutor: TaskExecutor, @unchecked Sendable {
         guard jobsThisTick < Self.jobsPerTick else {
             // One timer at a time: a timer per job would fire within the same tick once there
             // are enough of them, and keep the tick from ending.
-            eventLoop.scheduleTask(in: Self.deferral) { self.drain() }
+            eventLoop.scheduleTask(in: deferralThisTick) { self.drain() }
+            deferralThisTick = min(deferralThisTick * 2, Self.longestDeferral)
             return
         }
         // Never reentered: jobs that enqueue more only request the next drain.
@@ -70,6 +77,7 @@ final class EventLoopExecutor: TaskExecutor, @unchecked Sendable {
     /// Called on the loop's thread once it has run what was pending and is about to poll.
     fileprivate func tickEnded() {
         jobsThisTick = 0
+        deferralThisTick = Self.deferral
     }
 }
 
