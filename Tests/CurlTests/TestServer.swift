@@ -248,7 +248,11 @@ final class FullBacklogListener {
                     && getsockname(listener, address, &length) == 0
             }
         }
-        guard listener >= 0, bound else { throw ListenError(reason: String(cString: strerror(errno))) }
+        guard listener >= 0, bound else {
+            let reason = String(cString: strerror(errno))
+            if listener >= 0 { Glibc.close(listener) }
+            throw ListenError(reason: reason)
+        }
         port = Int(UInt16(bigEndian: address.sin_port))
         // A backlog of 0 queues one connection; a few more make sure the queue is full.
         for _ in 0..<4 {
