@@ -76,11 +76,7 @@ public struct RequestRunner: Sendable {
     ) async -> RequestReport {
         let started = ContinuousClock.now
         let log = RequestLog(agent: definition.name, requestID: request.id, peer: peer)
-        if logContent, let last = request.messages.last?.content?.text {
-            logger.info("Request received", metadata: log.metadata(["content": "\(last)"]))
-        } else {
-            logger.debug("Request received", metadata: log.metadata(["messages": "\(request.messages.count)"]))
-        }
+        logReceived(request, log)
 
         let outcome: RequestOutcome
         var tally = ToolTally()
@@ -97,7 +93,7 @@ public struct RequestRunner: Sendable {
             let completion = try await execute(
                 request, definition: definition, turn: turn, admission: admission, sink: sink, tally: &tally,
                 observer: observer, started: started, log: log, beforeTerminal: terminal)
-            if logContent { logger.info("Reply", metadata: log.metadata(["content": "\(completion.text)"])) }
+            logReply(completion, log)
             outcome = .done(completion)
         } catch is SinkClosed {
             outcome = .failed(handle.cancellationReason ?? .clientDisconnected)
@@ -106,7 +102,7 @@ public struct RequestRunner: Sendable {
             // The done went out: what fails after it, such as the upstream stream breaking after
             // its last event, changes nothing for the client.
             outcome = terminal.reportedDone!.outcome
-            logger.debug("Request failed after its done", metadata: log.metadata(["error": "\(error)"]))
+            logFailedAfterDone(error, log)
         } catch {
             let info = handle.cancellationReason ?? Self.errorInfo(error)
             outcome = .failed(info)
@@ -115,7 +111,35 @@ public struct RequestRunner: Sendable {
             // its terminal event: an unstructured task does not inherit the cancellation.
             await Task { try? await sink.send(Event.error(id: request.id, info)) }.value
         }
-        let elapsed = ContinuousClock.now - started
+        logEnd(outcome, after: ContinuousClock.now - started, log)
+        return RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors)
+    }
+
+    // The log lines are written by synchronous functions of their own, kept out of `run`:
+    // inlined, each call's temporaries took room in the async frame of `run`, which every
+    // request keeps for its whole life.
+
+    @inline(never)
+    private func logReceived(_ request: ChatRequest, _ log: RequestLog) {
+        if logContent, let last = request.messages.last?.content?.text {
+            logger.info("Request received", metadata: log.metadata(["content": "\(last)"]))
+        } else {
+            logger.debug("Request received", metadata: log.metadata(["messages": "\(request.messages.count)"]))
+        }
+    }
+
+    @inline(never)
+    private func logReply(_ completion: Completion, _ log: RequestLog) {
+        if logContent { logger.info("Reply", metadata: log.metadata(["content": "\(completion.text)"])) }
+    }
+
+    @inline(never)
+    private func logFailedAfterDone(_ error: any Error, _ log: RequestLog) {
+        logger.debug("Request failed after its done", metadata: log.metadata(["error": "\(error)"]))
+    }
+
+    @inline(never)
+    private func logEnd(_ outcome: RequestOutcome, after elapsed: Duration, _ log: RequestLog) {
         switch outcome {
         case .failed(let info):
             var fields: Logger.Metadata = [
@@ -127,7 +151,6 @@ public struct RequestRunner: Sendable {
         case .done:
             logger.info("Request done", metadata: log.metadata(["duration_ms": "\(elapsed.milliseconds)"]))
         }
-        return RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors)
     }
 
     /// The server tools a request ran.

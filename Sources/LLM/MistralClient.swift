@@ -70,12 +70,7 @@ public final class MistralClient: LLMClient {
             attempt += 1
             let remaining = deadline - clock.now
             guard remaining > .zero else { throw Self.totalTimeout(request.timeouts.total) }
-            logger.debug(
-                "upstream attempt",
-                metadata: [
-                    "upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "stream": "\(prepared.stream)",
-                ]
-            )
+            logAttempt(prepared, attempt)
             let failure: AttemptFailure
             do throws(AttemptFailure) {
                 try await send(
@@ -94,14 +89,7 @@ public final class MistralClient: LLMClient {
             let delay = request.retry.delay(afterAttempt: attempt, retryAfter: failure.retryAfter, using: &generator)
             guard clock.now + delay < deadline else { throw info }
             request.observer?.upstreamRetrying()
-            logger.debug(
-                "upstream retry",
-                metadata: [
-                    "upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "error.code": "\(info.code.rawValue)",
-                    "upstream.status": "\(info.status.map(String.init) ?? "-")",
-                    "retry.delay_ms": "\(delay.milliseconds)",
-                ]
-            )
+            logRetry(prepared, attempt, info, delay)
             do {
                 try await Task.sleep(for: delay)
             } catch {
@@ -211,14 +199,7 @@ public final class MistralClient: LLMClient {
             }
             try await decodeAndDeliver(
                 try decodeOrFail { () throws(SSEError) in try parser.finish() }, endingTheStream: true)
-            if !decoder.ignoredEvents.isEmpty {
-                logger.debug(
-                    "upstream events of unknown types ignored",
-                    metadata: [
-                        "upstream.path": "\(prepared.path)",
-                        "events": "\(decoder.ignoredEvents.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })",
-                    ])
-            }
+            if !decoder.ignoredEvents.isEmpty { logIgnored(prepared, decoder.ignoredEvents) }
         } catch var failure as AttemptFailure {
             failure.afterOutput = afterOutput
             throw failure
@@ -228,6 +209,37 @@ public final class MistralClient: LLMClient {
             throw AttemptFailure(
                 info: ErrorInfo(code: .internal, message: "\(error)"), isRetried: false, afterOutput: afterOutput)
         }
+    }
+
+    // The log lines are written by synchronous functions of their own: inlined, each call's
+    // temporaries took room in the async frames of `run` and `send`, which every request
+    // keeps while its reply streams.
+
+    @inline(never)
+    private func logAttempt(_ prepared: PreparedRequest, _ attempt: Int) {
+        logger.debug(
+            "upstream attempt",
+            metadata: ["upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "stream": "\(prepared.stream)"])
+    }
+
+    @inline(never)
+    private func logRetry(_ prepared: PreparedRequest, _ attempt: Int, _ info: ErrorInfo, _ delay: Duration) {
+        logger.debug(
+            "upstream retry",
+            metadata: [
+                "upstream.path": "\(prepared.path)", "attempt": "\(attempt)", "error.code": "\(info.code.rawValue)",
+                "upstream.status": "\(info.status.map(String.init) ?? "-")", "retry.delay_ms": "\(delay.milliseconds)",
+            ])
+    }
+
+    @inline(never)
+    private func logIgnored(_ prepared: PreparedRequest, _ events: [String: Int]) {
+        logger.debug(
+            "upstream events of unknown types ignored",
+            metadata: [
+                "upstream.path": "\(prepared.path)",
+                "events": "\(events.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })",
+            ])
     }
 
     /// Runs a decoding step, turning its error into a non-retried failure.
