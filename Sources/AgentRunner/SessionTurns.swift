@@ -98,7 +98,7 @@ final class SessionTurn: Sendable {
             var history = SessionHistoryCache.History()
             for turn in stored.turns {
                 history.messages += try turn.map { message throws(ErrorInfo) in try SessionCodec.decode(message) }
-                history.turns.append((turn.count, turn.reduce(0) { $0 + $1.content.count }))
+                history.turns.append((turn.count, turn.storedBytes))
             }
             base.withLock { $0 = (history, stored.version) }
             if let version = stored.version {
@@ -146,10 +146,9 @@ final class SessionTurn: Sendable {
             service.cache.remove(key)
             return
         }
-        let bytes = turn.reduce(0) { $0 + $1.content.count }
         service.cache.keep(
-            before.appending(decoded, bytes: bytes, dropped: appended.droppedTurns), of: key, version: appended.version,
-            in: service.store)
+            before.appending(decoded, bytes: turn.storedBytes, dropped: appended.droppedTurns), of: key,
+            version: appended.version, in: service.store)
     }
 
     func release() {

@@ -11,7 +11,7 @@ final class MemoryBackend: SessionBackend {
         var serial: UInt64
 
         var messages: Int { turns.reduce(0) { $0 + $1.count } }
-        var bytes: Int { turns.reduce(0) { $0 + $1.reduce(0) { $0 + $1.content.count } } }
+        var bytes: Int { turns.reduce(0) { $0 + $1.storedBytes } }
     }
 
     private var sessions: [SessionKey: Session] = [:]
@@ -47,7 +47,7 @@ final class MemoryBackend: SessionBackend {
         }
         session.turns.append(turn)
         let sizes = session.turns.map { turn in
-            (messages: turn.count, bytes: turn.reduce(0) { $0 + $1.content.count })
+            (messages: turn.count, bytes: turn.storedBytes)
         }
         let dropped = turnsToDrop(sizes, limits: limits)
         session.turns.removeFirst(dropped)

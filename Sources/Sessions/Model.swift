@@ -39,6 +39,12 @@ public struct SessionMessage: Sendable, Hashable {
     public var text: String { String(decoding: content, as: UTF8.self) }
 }
 
+extension [SessionMessage] {
+    /// A turn's size as `max_bytes` counts it, and as a cache of stored histories must count
+    /// it to trim them as the store did.
+    public var storedBytes: Int { reduce(0) { $0 + $1.content.count } }
+}
+
 /// The contract's `sessions:` limits (§3), with its defaults. An agent may override `ttl` and
 /// `maxMessages`; the store applies whatever limits each `append` passes.
 public struct SessionLimits: Sendable, Hashable {
