@@ -145,7 +145,7 @@ let package = Package(
         .testTarget(
             name: "CurlTests",
             dependencies: [
-                "Curl", "TestSupport",
+                "Basics", "Curl", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -154,8 +154,8 @@ let package = Package(
         .testTarget(
             name: "LLMTests", dependencies: ["LLM", "JSON", "AgentProtocol", "MistralEmulator", "TestSupport"]),
         .testTarget(
-            name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON"], resources: [.copy("Fixtures")]
-        ),
+            name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON", "Basics"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "JSON"]),
         .testTarget(
             name: "AgentRunnerTests",

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import JSON
 import MistralEmulator
@@ -15,15 +16,8 @@ final class RawConnection {
     init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
+        var address = Loopback.address(port: UInt16(port))
+        let result = Loopback.withSockaddr(&address) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         guard result == 0 else {
             Glibc.close(fd)
             throw POSIXError(.ECONNREFUSED)
