@@ -138,10 +138,13 @@ let package = Package(
         .testTarget(name: "SSETests", dependencies: ["SSE", "TestSupport"]),
         // Fixtures are read in place through #filePath.
         .testTarget(
-            name: "AgentCoreTests", dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Tools", "Sessions"],
+            name: "AgentCoreTests",
+            dependencies: ["AgentCore", "YAML", "JSON", "LLM", "Tools", "Sessions", "TestSupport"],
             exclude: ["Fixtures"]),
         // What more than one test target needs.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(
+            name: "TestSupport", dependencies: [.product(name: "NIOPosix", package: "swift-nio")],
+            path: "Tests/TestSupport"),
         .testTarget(
             name: "CurlTests",
             dependencies: [
@@ -154,7 +157,7 @@ let package = Package(
         .testTarget(
             name: "LLMTests", dependencies: ["LLM", "JSON", "AgentProtocol", "MistralEmulator", "TestSupport"]),
         .testTarget(
-            name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON", "Basics"],
+            name: "MistralEmulatorTests", dependencies: ["MistralEmulator", "JSON", "Basics", "TestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol", "JSON"]),
         .testTarget(
@@ -165,7 +168,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SessionsTests", dependencies: ["Sessions"]),
-        .testTarget(name: "SystemdTests", dependencies: ["Systemd", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "SystemdTests",
+            dependencies: ["Systemd", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AgentDaemonTests",
             dependencies: [
@@ -175,7 +180,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["JSON", "AgentProtocol", "Basics"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["JSON", "AgentProtocol", "Basics", "TestSupport"]),
         .testTarget(
             name: "ToolsTests", dependencies: ["Tools", "JSON", .product(name: "Logging", package: "swift-log")]),
         .testTarget(

@@ -1,10 +1,11 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import AgentCore
 
 /// Runs the built executables, which sit beside the test bundle in the build directory.
-@Suite("agentd --check and agentctl validate")
+@Suite("agentd --check and agentctl validate", .blocksItsThread)
 struct CheckCommandTests {
     private static let buildDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         .deletingLastPathComponent()

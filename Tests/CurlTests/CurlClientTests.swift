@@ -178,13 +178,13 @@ private func withServer(_ body: (TestServer, CurlClient) async throws -> Void) a
         let ownThread = OneLoopExecutor(loop: loop.next())
         try await withServer { server, client in
             let size = 16 << 20
-            // The idle timeout is far shorter than the consumer's nap: a paused transfer must not time out.
-            // (Not too short either: once reading resumes, the in-process server must keep up within it,
-            // and under TSan, with other suites running, 150 ms was sometimes missed.)
+            // The idle timeout is half the consumer's nap: a paused transfer must not time out.
+            // (Not short either: once reading resumes, the in-process server must keep up within it,
+            // and under TSan, with other suites running, 150 ms and then 400 ms were missed.)
             let request = HTTPRequest(
-                url: server.baseURL + "/large?bytes=\(size)", method: "GET", idleTimeout: .milliseconds(400))
+                url: server.baseURL + "/large?bytes=\(size)", method: "GET", idleTimeout: .milliseconds(1500))
             let response = try await client.send(request)
-            try await Task.sleep(for: .milliseconds(1000))
+            try await Task.sleep(for: .milliseconds(3000))
             let writtenWhileNotReading = server.stats.current.largeBytesWritten
             // Without back-pressure curl would swallow it all; with it, about 256 KiB plus socket buffers.
             #expect(

@@ -1,10 +1,11 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// CONTRACT §7 end to end: the agentctl binary, with and without a running agentd.
-@Suite enum AgentctlTests {}
+@Suite(.blocksItsThread) enum AgentctlTests {}
 
 /// One finished run of the agentctl binary.
 struct AgentctlRun: CustomStringConvertible {

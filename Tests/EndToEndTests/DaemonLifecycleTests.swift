@@ -1,11 +1,12 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// CONTRACT §6 end to end: readiness, reload, shutdown and exit codes, observed through a
 /// test-owned NOTIFY_SOCKET.
-@Suite(.serialized) struct DaemonLifecycleTests {
+@Suite(.serialized, .blocksItsThread) struct DaemonLifecycleTests {
     @Test func reloadAddsChangesBreaksAndRemovesAtOnce() throws {
         let harness = try DaemonHarness(agents: [
             "keep.yaml": Agents.chat, "change.yaml": Agents.chat, "break.yaml": Agents.chat, "drop.yaml": Agents.chat,

@@ -1,10 +1,11 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// CONTRACT §4 end to end: the real agentd binary, real Unix sockets, the emulator upstream.
-@Suite(.serialized) struct DaemonProtocolTests {
+@Suite(.serialized, .blocksItsThread) struct DaemonProtocolTests {
     let harness: DaemonHarness
 
     init() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// The venv `make test` creates (scripts/mcp-venv.sh) with the real MCP servers and the SDK
@@ -20,7 +21,7 @@ enum MCPVenv {
 /// MCP servers end to end (contract §9). One suite at a time: these tests block a thread
 /// while they wait on real processes, and the Python servers' starts are CPU-heavy, so run
 /// side by side they would starve the timing-sensitive tests of other suites on 2 cores.
-@Suite(.serialized) enum MCPEndToEnd {}
+@Suite(.serialized, .blocksItsThread) enum MCPEndToEnd {}
 
 /// The real agentd spawns real MCP servers from PyPI (mcp-server-time, mcp-server-git) and a
 /// fixture written with the Python SDK, while the emulator plays the model.

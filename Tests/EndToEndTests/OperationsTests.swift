@@ -1,11 +1,12 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// Issue 20 end to end: the User-Agent upstream sees, the metrics of CONTRACT §6 over the
 /// control socket and `GET /metrics`, and the audit trail on stderr (the journal's fields).
-@Suite(.serialized) struct OperationsTests {
+@Suite(.serialized, .blocksItsThread) struct OperationsTests {
     @Test func everyUpstreamRequestSaysAgentdAndItsVersion() throws {
         let harness = try DaemonHarness(agents: ["chat.yaml": Agents.chat])
         try harness.start()

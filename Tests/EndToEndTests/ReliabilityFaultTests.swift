@@ -1,12 +1,13 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// Issue 7, faults: every upstream or client failure ends each request with exactly one
 /// terminal event (or the connection with one clear refusal), the upstream transfer is
 /// closed, and agentd goes on serving.
-@Suite(.serialized) struct ReliabilityFaultTests {
+@Suite(.serialized, .blocksItsThread) struct ReliabilityFaultTests {
     let harness: DaemonHarness
 
     /// Short timeouts so that stalls end fast; generous limits so that storms reach upstream.
@@ -22,11 +23,14 @@ import Testing
         socket: {mode: "0666"}
         """
 
-    /// Default timeouts: a transfer paused by a client that does not read counts as idle
-    /// upstream, so back-pressure tests need an idle_timeout longer than their pause.
+    /// A transfer paused by a client that does not read counts as idle upstream, so
+    /// back-pressure tests need an idle_timeout longer than their pause. Under a sanitizer,
+    /// with the whole suite running, one of six paused transfers waited past the default 60 s
+    /// for its turn to write once the client read again, and the emulator, busy writing the
+    /// first transfers' replies, sent the head of the last ones after more than 30 s.
     static let bulk = """
         model: mistral-small-latest
-        limits: {timeout: 10m}
+        limits: {timeout: 10m, idle_timeout: 5m, first_byte_timeout: 5m}
         socket: {mode: "0666"}
         """
 
@@ -116,6 +120,9 @@ import Testing
         let count = 6
         for index in 0..<count { client.send(["id": .int(Int64(index)), "input": "[words:40000]"]) }
         // Nobody reads: the transfers stay open upstream instead of being drained into memory.
+        // Each is counted once it has started (under a sanitizer that can take a minute or
+        // more), and must still be open 3 s later.
+        #expect(eventually(within: 240) { harness.emulator.activeStreams == count })
         var peak = baseline
         for _ in 0..<30 {
             usleep(100_000)
@@ -136,7 +143,9 @@ import Testing
         // Reading resumes: everything arrives, complete.
         let tally = client.tally(count: count, within: 120)
         #expect(tally.isExactlyOnce)
-        #expect(tally.outcomes == ["done": count])
+        #expect(
+            tally.outcomes == ["done": count],
+            "\(tally.terminals.values.flatMap { $0 }.filter { $0["type"] != "done" }.map(\.jsonText))")
         let words = tally.terminals.values.compactMap { $0.first?["usage"]?["completion_tokens"]?.intValue }
         #expect(words == Array(repeating: 40000, count: count))
         try expectStillServingWithNoOpenTransfers()
@@ -145,7 +154,7 @@ import Testing
     @Test func disconnectingWhileBackPressuredClosesEveryUpstreamTransfer() throws {
         var client: LineClient? = try harness.connect("bulk")
         for index in 0..<6 { client?.send(["id": .int(Int64(index)), "input": "[words:50000]"]) }
-        #expect(eventually { harness.emulator.activeStreams == 6 })
+        #expect(eventually(within: 240) { harness.emulator.activeStreams == 6 })
         client = nil
         #expect(eventually(within: 3) { harness.emulator.activeStreams == 0 })
         try expectStillServingWithNoOpenTransfers()
@@ -186,7 +195,7 @@ import Testing
 }
 
 /// Upstream unreachable: no crash, one clear error per request, the daemon keeps serving.
-@Suite(.serialized) struct ReliabilityUnreachableUpstreamTests {
+@Suite(.serialized, .blocksItsThread) struct ReliabilityUnreachableUpstreamTests {
     @Test(arguments: ["refused", "dns"])
     func unreachableUpstreamIsUpstreamUnavailable(kind: String) throws {
         let harness = try DaemonHarness(agents: ["quick.yaml": ReliabilityFaultTests.quick])
@@ -207,7 +216,7 @@ import Testing
 
 /// max_connections under a crowd: the refused get one `overloaded` line and a close; freed
 /// slots are given to new connections.
-@Suite(.serialized) struct ReliabilityConnectionLimitTests {
+@Suite(.serialized, .blocksItsThread) struct ReliabilityConnectionLimitTests {
     @Test func crowdsBeyondMaxConnectionsAreRefusedAndSlotsComeBack() throws {
         let harness = try DaemonHarness(agents: ["a.yaml": Agents.chat], config: "max_connections: 4\n")
         try harness.start()

@@ -1,12 +1,13 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// Issue 7, hostile input on the sockets: whatever a client writes, it gets one error per
 /// line (or a reply), the connection stays usable and agentd keeps serving. Extends the
 /// malformed-line cases of DaemonProtocolTests.
-@Suite(.serialized) struct ReliabilityHostileLineTests {
+@Suite(.serialized, .blocksItsThread) struct ReliabilityHostileLineTests {
     let harness: DaemonHarness
 
     init() throws {
@@ -169,7 +170,7 @@ import Testing
 /// Issue 7, hostile agent files: a reload meets bombs, huge files, FIFOs, directories,
 /// symlink loops and a vanished directory; the good agents keep serving and the bad files
 /// are reported, never hung on.
-@Suite(.serialized) struct ReliabilityHostileAgentFileTests {
+@Suite(.serialized, .blocksItsThread) struct ReliabilityHostileAgentFileTests {
     let harness: DaemonHarness
 
     init() throws {

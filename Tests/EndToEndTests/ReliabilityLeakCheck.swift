@@ -1,13 +1,14 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// Issue 7, leaks: agentd's resident memory over many requests, printed every 10,000
 /// requests. A benchmark rather than a timed assertion: it runs only with
 /// `AGENTD_LEAK_REQUESTS=N`, e.g. `AGENTD_LEAK_REQUESTS=100000 swift test --filter ReliabilityLeakCheck`, and fails only if
 /// memory keeps growing through the second half of the run.
-@Suite(.serialized) struct ReliabilityLeakCheck {
+@Suite(.serialized, .blocksItsThread) struct ReliabilityLeakCheck {
     static let requests = Int(ProcessInfo.processInfo.environment["AGENTD_LEAK_REQUESTS"] ?? "") ?? 0
 
     @Test(.enabled(if: requests > 0)) func residentMemoryStaysFlatOverManyRequests() throws {

@@ -1,11 +1,12 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// Issue 7, signals arriving at awkward moments: during reloads, during the shutdown drain,
 /// in floods while requests stream.
-@Suite(.serialized) struct ReliabilitySignalTests {
+@Suite(.serialized, .blocksItsThread) struct ReliabilitySignalTests {
     @Test func sigtermDuringAReloadStillDrainsAndExitsZero() throws {
         let harness = try DaemonHarness(agents: ["a.yaml": Agents.chat, "b.yaml": Agents.chat])
         try harness.start()

@@ -1,13 +1,14 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// Issue 7, reload under load: streams across several agents while reloads add, change and
 /// remove agents. Every request gets exactly one terminal event: `done`, or `unknown_agent`
 /// for a line sent on a connection whose agent a reload removed. 100 streams through 10
 /// reloads always; `AGENTD_STRESS=1` (`make stress`) runs 1,000 streams through 100 reloads.
-@Suite(.serialized) struct ReliabilityStressTests {
+@Suite(.serialized, .blocksItsThread) struct ReliabilityStressTests {
     struct Scale {
         var connections: Int
         var requestsPerConnection: Int

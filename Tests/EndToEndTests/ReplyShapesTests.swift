@@ -1,11 +1,12 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// Everything Mistral's current models return and accept (CONTRACT §4, §5), end to end: the
 /// real agentd, real sockets and libcurl, the emulator producing each of Mistral's shapes.
-@Suite(.serialized) struct ReplyShapesTests {
+@Suite(.serialized, .blocksItsThread) struct ReplyShapesTests {
     let harness: DaemonHarness
 
     private static let conversationsID = "agent_id: ag_0684fe0e0b98773e8000323fc71a3986"

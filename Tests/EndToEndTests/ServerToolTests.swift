@@ -1,11 +1,12 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// Server tools end to end (CONTRACT §9): the real agentd runs real child processes while the
 /// emulator plays the model, checking every intermediate history as Mistral does.
-@Suite(.serialized) struct ServerToolTests {
+@Suite(.serialized, .blocksItsThread) struct ServerToolTests {
     let harness: DaemonHarness
     let scratch = TemporaryDirectory()
 

@@ -1,11 +1,12 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// agentctl's side of sessions (contract §7): `chat --session`, `sessions`, `session show`,
 /// `session forget`, and the interactive chat on a pseudo-terminal.
-@Suite(.serialized) struct SessionAgentctlTests {
+@Suite(.serialized, .blocksItsThread) struct SessionAgentctlTests {
     let harness: DaemonHarness
 
     init() throws {

@@ -1,11 +1,12 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// Contract §9 sessions end to end: the real agentd, its real SQLite file under the test's
 /// state directory, the emulator upstream (whose `last-request` shows what agentd sent).
-@Suite(.serialized) struct SessionTests {
+@Suite(.serialized, .blocksItsThread) struct SessionTests {
     let harness: DaemonHarness
 
     init() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import TestSupport
 import Testing
 
 @testable import MistralEmulator
@@ -26,7 +27,7 @@ func streamedContent(_ response: RawResponse) -> String {
 let weatherTool =
     #","tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"},"metric":{"type":"boolean"},"note":{"type":"string"}},"required":["city","days","metric"]}}},{"type":"function","function":{"name":"get_time","parameters":{}}}]"#
 
-@Suite("Replies, stream shapes and fault directives", .serialized)
+@Suite("Replies, stream shapes and fault directives", .serialized, .blocksItsThread)
 struct ReplyAndFaultTests {
     @Test func chatStreamHasMistralsShape() async throws {
         try await withEmulator { server in
@@ -382,7 +383,7 @@ struct ReplyAndFaultTests {
     }
 }
 
-@Suite("The mistral-emulator executable")
+@Suite("The mistral-emulator executable", .blocksItsThread)
 struct ExecutableTests {
     @Test func printsItsAddressFirstAndExitsZeroOnSIGTERM() throws {
         let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -1,10 +1,11 @@
 import Glibc
 import Logging
+import TestSupport
 import Testing
 
 @testable import Systemd
 
-@Suite(.serialized) struct LoggingTests {
+@Suite(.serialized, .blocksItsThread) struct LoggingTests {
     @Test func metadataKeysBecomeJournalFieldNames() {
         #expect(DaemonLogHandler.fieldName("agent") == "AGENT")
         #expect(DaemonLogHandler.fieldName("request.id") == "REQUEST_ID")
