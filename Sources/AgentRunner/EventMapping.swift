@@ -25,6 +25,22 @@ struct EventMapping {
         }
     }
 
+    /// Appends the events a batch of the reply is sent as to `lines`, and returns the reply's
+    /// final event if the batch ends with it. Not inlined: its temporaries would take room in
+    /// the frame of the request's `deliver` closure, which every streaming request holds.
+    @inline(never)
+    func append(_ batch: [LLMEvent], to lines: inout [JSONValue]) -> Completion? {
+        var final: Completion?
+        for event in batch {
+            if case .done(let done) = event {
+                final = done
+            } else if let line = streamed(event) {
+                lines.append(line)
+            }
+        }
+        return final
+    }
+
     /// The terminal event of a request that ended well: `completion` sums its model calls,
     /// `messages` are the ones it added to the history.
     func done(_ completion: Completion, responseFormat: ResponseFormat?, steps: Int, messages: [ChatMessage])

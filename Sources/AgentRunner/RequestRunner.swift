@@ -78,7 +78,6 @@ public struct RequestRunner: Sendable {
         let log = RequestLog(agent: definition.name, requestID: request.id, peer: peer)
         logReceived(request, log)
 
-        let outcome: RequestOutcome
         var tally = ToolTally()
         // The session's lock is given back before any terminal event, so the client's next
         // request never finds it busy; and on every other way out, such as a disconnect.
@@ -89,30 +88,52 @@ public struct RequestRunner: Sendable {
             turn.release()
             beforeTerminal(report)
         }
+        let result: Result<Completion, any Error>
         do {
-            let completion = try await execute(
-                request, definition: definition, turn: turn, admission: admission, sink: sink, tally: &tally,
-                observer: observer, started: started, log: log, beforeTerminal: terminal)
-            logReply(completion, log)
-            outcome = .done(completion)
-        } catch is SinkClosed {
-            outcome = .failed(handle.cancellationReason ?? .clientDisconnected)
-            terminal(RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors))
-        } catch let error where terminal.reportedDone != nil {
-            // The done went out: what fails after it, such as the upstream stream breaking after
-            // its last event, changes nothing for the client.
-            outcome = terminal.reportedDone!.outcome
-            logFailedAfterDone(error, log)
+            result = .success(
+                try await execute(
+                    request, definition: definition, turn: turn, admission: admission, sink: sink, tally: &tally,
+                    observer: observer, started: started, log: log, beforeTerminal: terminal))
         } catch {
-            let info = handle.cancellationReason ?? Self.errorInfo(error)
-            outcome = .failed(info)
-            terminal(RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors))
+            result = .failure(error)
+        }
+        let (outcome, owedError) = conclude(result, handle: handle, tally: tally, terminal: terminal, log: log)
+        if let owedError {
             // A cancelled task cannot write (NIO refuses writes from it), yet the client is owed
             // its terminal event: an unstructured task does not inherit the cancellation.
-            await Task { try? await sink.send(Event.error(id: request.id, info)) }.value
+            await Task { try? await sink.send(Event.error(id: request.id, owedError)) }.value
         }
         logEnd(outcome, after: ContinuousClock.now - started, log)
         return RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors)
+    }
+
+    /// What the request came to, with its terminal report made (unless its done made it), and
+    /// the error event the client is still owed. Synchronous, like the log lines below: the
+    /// outcomes and reports it builds would otherwise take room in the frame of `run`.
+    @inline(never)
+    private func conclude(
+        _ result: Result<Completion, any Error>, handle: RequestHandle, tally: ToolTally, terminal: TerminalHook,
+        log: RequestLog
+    ) -> (RequestOutcome, owedError: ErrorInfo?) {
+        switch result {
+        case .success(let completion):
+            logReply(completion, log)
+            return (.done(completion), nil)
+        case .failure(let error) where error is SinkClosed:
+            let outcome = RequestOutcome.failed(handle.cancellationReason ?? .clientDisconnected)
+            terminal(RequestReport(outcome: outcome, toolCalls: tally.calls, toolErrors: tally.errors))
+            return (outcome, nil)
+        case .failure(let error):
+            if let done = terminal.reportedDone {
+                // The done went out: what fails after it, such as the upstream stream breaking
+                // after its last event, changes nothing for the client.
+                logFailedAfterDone(error, log)
+                return (done.outcome, nil)
+            }
+            let info = handle.cancellationReason ?? Self.errorInfo(error)
+            terminal(RequestReport(outcome: .failed(info), toolCalls: tally.calls, toolErrors: tally.errors))
+            return (.failed(info), info)
+        }
     }
 
     // The log lines are written by synchronous functions of their own, kept out of `run`:
@@ -211,42 +232,19 @@ public struct RequestRunner: Sendable {
         sink: some EventSink, tally: inout ToolTally, observer: (any RequestObserver)?,
         started: ContinuousClock.Instant, log: RequestLog, beforeTerminal: TerminalHook
     ) async throws -> Completion {
-        let options: GenerationOptions
-        let maxSteps: Int
-        do {
-            options = try RequestOptions.parse(request.options ?? .object([:]), for: definition)
-            maxSteps = try RequestOptions.maxSteps(request.options ?? .object([:]), for: definition)
-        } catch {
-            throw ErrorInfo(code: .badRequest, message: "\(error)")
-        }
-        // The whole-request timeout bounds the queue wait, every model call and every tool run:
-        // each gets what is left of it. No timer runs for requests that find a free slot and
-        // call no tools, which is nearly all of them.
-        let deadline = ContinuousClock.now + definition.limits.timeouts.total
-        // Before the queue wait: a second request of a busy session is told at once.
-        let stored = try await turn.begin()
-        try await admission.waitForSlot(agent: definition.name, deadline: deadline)
-        // `start` says the upstream is answering. It goes out with the reply's first batch, in
-        // the same write, or on its own when the head arrives and the body is slow to follow.
-        var start: [JSONValue] =
-            request.stream
-            ? [
-                Event.start(
-                    id: request.id, agent: definition.name, mode: definition.mode.rawValue,
-                    modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID)
-            ] : []
+        let plan = try await prepare(request, definition: definition, turn: turn, admission: admission)
+        var start = plan.start
         let events = EventMapping(request: request, reasoning: definition.reasoning)
-        var history = stored + request.messages
+        var history = plan.history
         // The assistant and tool messages this request adds: `done.messages`.
         var added: [ChatMessage] = []
         var sofar = Completion(text: "", toolCalls: [], finishReason: "stop", usage: Usage(), model: nil)
         // Only the first batch with text is timed: one Bool test per batch after that.
         var textSent = false
-        for step in 1...maxSteps {
-            var llmRequest = definition.llmRequest(messages: history, overrides: options)
-            if definition.mode == .normal { llmRequest.tools += await tools.mcpToolSpecs(for: definition) }
-            llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
-            llmRequest.observer = observer
+        for step in 1...plan.maxSteps {
+            let llmRequest = await upstreamRequest(
+                for: history, definition: definition, options: plan.options, deadline: plan.deadline, observer: observer
+            )
             var reply: Completion?
             let addedSoFar = added
             try await client.run(llmRequest) {
@@ -256,33 +254,16 @@ public struct RequestRunner: Sendable {
             } deliver: { batch in
                 var lines = start
                 start = []
-                for event in batch {
-                    if case .done(let done) = event {
-                        reply = done
-                        // An answer without tool calls ends the request, in the same write as
-                        // its last text.
-                        if done.toolCalls.isEmpty {
-                            let whole = sofar.adding(done)
-                            let messages = addedSoFar + [Self.assistantMessage(done)]
-                            // The reply's text need not wait for the turn's fsync; only the done must.
-                            if turn.name != nil, !lines.isEmpty {
-                                try await send(lines, to: sink)
-                                lines = []
-                            }
-                            try await turn.commit(messages)
-                            lines.append(
-                                events.done(
-                                    whole, responseFormat: llmRequest.options.responseFormat, steps: step,
-                                    messages: messages))
-                            beforeTerminal(
-                                RequestReport(outcome: .done(whole), toolCalls: tally.calls, toolErrors: tally.errors))
-                            // From here the request has ended: its turn is stored, so its done must
-                            // reach the client even if the task is cancelled now.
-                            try await sendTerminal(lines, to: sink)
-                            lines = []
-                        }
-                    } else if let line = events.streamed(event) {
-                        lines.append(line)
+                if let final = events.append(batch, to: &lines) {
+                    reply = final
+                    // An answer without tool calls ends the request, in the same write as its last text.
+                    if final.toolCalls.isEmpty {
+                        try await end(
+                            sofar.adding(final), messages: addedSoFar + [Self.assistantMessage(final)],
+                            after: lines, turn: turn, events: events,
+                            responseFormat: llmRequest.options.responseFormat, steps: step, tally: tally, sink: sink,
+                            beforeTerminal: beforeTerminal)
+                        lines = []
                     }
                 }
                 if !lines.isEmpty { try await send(lines, to: sink) }
@@ -300,32 +281,20 @@ public struct RequestRunner: Sendable {
             history.append(assistant)
             if reply.toolCalls.isEmpty { return sofar }
 
-            let serverCalls = reply.toolCalls.filter { tools.implements($0, for: definition) }
-            let clientCalls = reply.toolCalls.filter { !tools.implements($0, for: definition) }
-            if clientCalls.isEmpty, step == maxSteps {
-                throw ErrorInfo(
-                    code: .stepLimit,
-                    message:
-                        "the model still called tools after \(maxSteps) model calls (max_steps \(maxSteps)); its last calls: \(serverCalls.map(\.name).joined(separator: ", "))"
-                )
-            }
-            let results = try await runTools(
-                serverCalls, for: definition, request: request, sink: sink, deadline: deadline, log: log)
-            tally.calls += results.count
-            tally.errors += results.filter { !$0.ok }.count
-            for result in results { observer?.toolRan(result.name, ok: result.ok) }
-            added += results.map(\.message)
-            history += results.map(\.message)
+            let (results, clientCalls) = try await runServerCalls(
+                of: reply, step: step, maxSteps: plan.maxSteps, for: definition, request: request, sink: sink,
+                deadline: plan.deadline, tally: &tally, observer: observer, log: log)
+            added += results
+            history += results
             if !clientCalls.isEmpty {
                 // The client answers its own calls in its next request.
                 var pending = sofar
                 pending.toolCalls = clientCalls
                 pending.finishReason = "tool_calls"
-                try await turn.commit(added)
-                let done = events.done(
-                    pending, responseFormat: llmRequest.options.responseFormat, steps: step, messages: added)
-                beforeTerminal(RequestReport(outcome: .done(pending), toolCalls: tally.calls, toolErrors: tally.errors))
-                try await sendTerminal([done], to: sink)
+                try await end(
+                    pending, messages: added, turn: turn, events: events,
+                    responseFormat: llmRequest.options.responseFormat, steps: step, tally: tally, sink: sink,
+                    beforeTerminal: beforeTerminal)
                 return pending
             }
         }
@@ -333,10 +302,114 @@ public struct RequestRunner: Sendable {
         throw ErrorInfo(code: .internal, message: "the tool loop ended without an answer")
     }
 
+    /// What a request's model calls start from.
+    private struct Plan {
+        var options: GenerationOptions
+        var maxSteps: Int
+        var deadline: ContinuousClock.Instant
+        /// The `start` event, or none for `stream: false`.
+        var start: [JSONValue]
+        /// The session's stored messages, then the request's.
+        var history: [ChatMessage]
+    }
+
+    /// Reads the request's options, takes its session's turn and waits for a slot. Kept out of
+    /// `execute`, like `end`.
+    private func prepare(
+        _ request: ChatRequest, definition: AgentDefinition, turn: SessionTurn, admission: some Admission
+    ) async throws -> Plan {
+        let options: GenerationOptions
+        let maxSteps: Int
+        do {
+            options = try RequestOptions.parse(request.options ?? .object([:]), for: definition)
+            maxSteps = try RequestOptions.maxSteps(request.options ?? .object([:]), for: definition)
+        } catch {
+            throw ErrorInfo(code: .badRequest, message: "\(error)")
+        }
+        // The whole-request timeout bounds the queue wait, every model call and every tool run:
+        // each gets what is left of it. No timer runs for requests that find a free slot and
+        // call no tools, which is nearly all of them.
+        let deadline = ContinuousClock.now + definition.limits.timeouts.total
+        // Before the queue wait: a second request of a busy session is told at once.
+        let stored = try await turn.begin()
+        try await admission.waitForSlot(agent: definition.name, deadline: deadline)
+        // `start` says the upstream is answering. It goes out with the reply's first batch, in
+        // the same write, or on its own when the head arrives and the body is slow to follow.
+        let start =
+            request.stream
+            ? [
+                Event.start(
+                    id: request.id, agent: definition.name, mode: definition.mode.rawValue,
+                    modelKey: definition.mode == .normal ? "model" : "agent_id", model: definition.modelOrAgentID)
+            ] : []
+        return Plan(
+            options: options, maxSteps: maxSteps, deadline: deadline, start: start, history: stored + request.messages)
+    }
+
+    /// One model call's request: the history so far, the MCP servers' tools in normal mode, and
+    /// what is left of the request's time. Kept out of `execute`, like `end`.
+    private func upstreamRequest(
+        for history: [ChatMessage], definition: AgentDefinition, options: GenerationOptions,
+        deadline: ContinuousClock.Instant, observer: (any RequestObserver)?
+    ) async -> LLMRequest {
+        var llmRequest = definition.llmRequest(messages: history, overrides: options)
+        if definition.mode == .normal { llmRequest.tools += await tools.mcpToolSpecs(for: definition) }
+        llmRequest.timeouts.total = max(.milliseconds(1), deadline - ContinuousClock.now)
+        llmRequest.observer = observer
+        return llmRequest
+    }
+
+    /// Ends a request: stores its turn (`messages`) and sends its `done`, after the reply's last
+    /// `lines` if any. A function of its own, not part of `execute` and its `deliver` closure:
+    /// what it keeps across its awaits would otherwise sit in their frames, which every request
+    /// holds while its reply streams.
+    private func end(
+        _ completion: Completion, messages: [ChatMessage], after lines: [JSONValue] = [], turn: SessionTurn,
+        events: EventMapping, responseFormat: ResponseFormat?, steps: Int, tally: ToolTally, sink: some EventSink,
+        beforeTerminal: TerminalHook
+    ) async throws {
+        var lines = lines
+        // The reply's text need not wait for the turn's fsync; only the done must.
+        if turn.name != nil, !lines.isEmpty {
+            try await send(lines, to: sink)
+            lines = []
+        }
+        try await turn.commit(messages)
+        lines.append(events.done(completion, responseFormat: responseFormat, steps: steps, messages: messages))
+        beforeTerminal(RequestReport(outcome: .done(completion), toolCalls: tally.calls, toolErrors: tally.errors))
+        // From here the request has ended: its turn is stored, so its done must reach the client
+        // even if the task is cancelled now.
+        try await sendTerminal(lines, to: sink)
+    }
+
     /// The assistant message a reply adds to the history: its text and every call it made.
     private static func assistantMessage(_ reply: Completion) -> ChatMessage {
         ChatMessage(
             role: .assistant, content: reply.text.isEmpty ? nil : .text(reply.text), toolCalls: reply.toolCalls)
+    }
+
+    /// Runs the server tools among a reply's calls and returns their messages, in call order,
+    /// with the calls the client answers itself. Kept out of `execute`, like `end`.
+    private func runServerCalls(
+        of reply: Completion, step: Int, maxSteps: Int, for definition: AgentDefinition, request: ChatRequest,
+        sink: some EventSink, deadline: ContinuousClock.Instant, tally: inout ToolTally,
+        observer: (any RequestObserver)?, log: RequestLog
+    ) async throws -> (messages: [ChatMessage], clientCalls: [ToolCall]) {
+        let serverCalls = reply.toolCalls.filter { tools.implements($0, for: definition) }
+        let clientCalls = reply.toolCalls.filter { !tools.implements($0, for: definition) }
+        if clientCalls.isEmpty, step == maxSteps {
+            throw ErrorInfo(
+                code: .stepLimit,
+                message:
+                    "the model still called tools after \(maxSteps) model calls (max_steps \(maxSteps)); its last calls: \(serverCalls.map(\.name).joined(separator: ", "))"
+            )
+        }
+        let results = try await runTools(
+            serverCalls, for: definition, request: request, sink: sink, deadline: deadline, log: log)
+        tally.calls += results.count
+        tally.errors += results.filter { !$0.ok }.count
+        for result in results { observer?.toolRan(result.name, ok: result.ok) }
+        return (results.map(\.message), clientCalls)
     }
 
     /// Runs a turn's server calls concurrently, sending each one's `tool_result` as it ends;

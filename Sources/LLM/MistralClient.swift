@@ -110,11 +110,28 @@ public final class MistralClient: LLMClient {
     }
 
     /// One HTTP exchange: sends the body, reads the reply and yields its events.
+    ///
+    /// In two functions, one after the other and not inlined, so that their frames share one slab
+    /// of the task's allocator: the reading one is what every request keeps while its reply
+    /// streams.
     private func send(
         _ prepared: PreparedRequest, body: [UInt8], apiKey: String, timeouts: Timeouts, remaining: Duration,
         observer: (any UpstreamObserver)?, answered: () async throws -> Void,
         deliver: ([LLMEvent]) async throws -> Void
     ) async throws(AttemptFailure) {
+        let response = try await open(
+            prepared, body: body, apiKey: apiKey, timeouts: timeouts, remaining: remaining, observer: observer,
+            answered: answered)
+        try await read(response, of: prepared, deliver: deliver)
+    }
+
+    /// Sends the request and waits for a successful head; an error status is a failure with
+    /// the message of its body.
+    @inline(never)
+    private func open(
+        _ prepared: PreparedRequest, body: [UInt8], apiKey: String, timeouts: Timeouts, remaining: Duration,
+        observer: (any UpstreamObserver)?, answered: () async throws -> Void
+    ) async throws(AttemptFailure) -> HTTPResponse {
         let httpRequest = HTTPRequest(
             url: baseURL + prepared.path, method: "POST",
             headers: [
@@ -150,56 +167,47 @@ public final class MistralClient: LLMClient {
                 throw AttemptFailure(info: Self.cancelled, isRetried: false, consumerError: error)
             }
         }
+        return response
+    }
 
-        var decoder = ReplyDecoder(
-            format: prepared.format, toolCallIDs: prepared.toolCallIDs,
-            rateLimitsRemaining: Self.rateLimitsRemaining(response.headers))
+    /// Reads a successful reply and yields its events.
+    @inline(never)
+    private func read(
+        _ response: HTTPResponse, of prepared: PreparedRequest, deliver: ([LLMEvent]) async throws -> Void
+    ) async throws(AttemptFailure) {
+        var decoding = StreamDecoding(
+            decoder: ReplyDecoder(
+                format: prepared.format, toolCallIDs: prepared.toolCallIDs,
+                rateLimitsRemaining: Self.rateLimitsRemaining(response.headers)))
         var afterOutput = false
-        func deliverBatch(_ events: [LLMEvent]) async throws(AttemptFailure) {
-            guard !events.isEmpty else { return }
-            afterOutput = true
-            do {
-                try await deliver(events)
-            } catch {
-                // `info` goes unused: the consumer's own error is what the caller gets.
-                throw AttemptFailure(info: Self.cancelled, isRetried: false, afterOutput: true, consumerError: error)
-            }
-        }
-        /// Decodes one read's events (and the end of the stream, if it is the last) and delivers
-        /// them as one batch. What decoded before a bad event still goes out, ahead of the error.
-        func decodeAndDeliver(_ sseEvents: [SSEEvent], endingTheStream: Bool = false) async throws(AttemptFailure) {
-            var events: [LLMEvent] = []
-            do throws(AttemptFailure) {
-                for event in sseEvents {
-                    events += try decodeOrFail { () throws(ErrorInfo) in
-                        try decoder.decode(event: event.event, data: event.data)
-                    }
+        /// Delivers a batch, then throws the failure that ended it: what decoded before a bad
+        /// event still goes out, ahead of the error. Called three times; inlined, each copy
+        /// took room in the frame.
+        @inline(never)
+        func deliverBatch(_ batch: (events: [LLMEvent], failure: AttemptFailure?)) async throws(AttemptFailure) {
+            if !batch.events.isEmpty {
+                afterOutput = true
+                do {
+                    try await deliver(batch.events)
+                } catch {
+                    // `info` goes unused: the consumer's own error is what the caller gets.
+                    throw AttemptFailure(
+                        info: Self.cancelled, isRetried: false, afterOutput: true, consumerError: error)
                 }
-                if endingTheStream { events += try decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() } }
-            } catch {
-                try await deliverBatch(events)
-                throw error
             }
-            try await deliverBatch(events)
+            if let failure = batch.failure { throw failure }
         }
         do {
             guard prepared.stream else {
                 let reply = try await Self.collect(response, limit: Self.maxReplyBytes)
-                guard reply.count <= Self.maxReplyBytes else {
-                    throw AttemptFailure(
-                        info: ReplyDecoder.protocolError("the reply exceeds \(Self.maxReplyBytes) bytes"),
-                        isRetried: false)
-                }
-                try await deliverBatch(try decodeOrFail { () throws(ErrorInfo) in try decoder.decodeResponse(reply) })
+                try await deliverBatch(decoding.decodeResponse(reply))
                 return
             }
-            var parser = SSEParser()
             for try await chunk in response {
-                try await decodeAndDeliver(try decodeOrFail { () throws(SSEError) in try parser.feed(chunk) })
+                try await deliverBatch(decoding.decode(chunk))
             }
-            try await decodeAndDeliver(
-                try decodeOrFail { () throws(SSEError) in try parser.finish() }, endingTheStream: true)
-            if !decoder.ignoredEvents.isEmpty { logIgnored(prepared, decoder.ignoredEvents) }
+            try await deliverBatch(decoding.decode(nil))
+            if !decoding.decoder.ignoredEvents.isEmpty { logIgnored(prepared, decoding.decoder.ignoredEvents) }
         } catch var failure as AttemptFailure {
             failure.afterOutput = afterOutput
             throw failure
@@ -208,6 +216,57 @@ public final class MistralClient: LLMClient {
         } catch {
             throw AttemptFailure(
                 info: ErrorInfo(code: .internal, message: "\(error)"), isRetried: false, afterOutput: afterOutput)
+        }
+    }
+
+    /// The synchronous half of reading a reply, in functions that are not inlined: their
+    /// temporaries would otherwise take room in the frame of `read`, which every request keeps
+    /// while its reply streams.
+    private struct StreamDecoding {
+        var decoder: ReplyDecoder
+        var parser = SSEParser()
+
+        /// The events of one read of the stream (nil: its end), and the failure that stopped
+        /// the decoding, if one did, after them.
+        @inline(never)
+        mutating func decode(_ chunk: [UInt8]?) -> (events: [LLMEvent], failure: AttemptFailure?) {
+            var events: [LLMEvent] = []
+            do throws(AttemptFailure) {
+                let sseEvents = try MistralClient.decodeOrFail { () throws(SSEError) in
+                    if let chunk { try parser.feed(chunk) } else { try parser.finish() }
+                }
+                for event in sseEvents {
+                    events += try MistralClient.decodeOrFail { () throws(ErrorInfo) in
+                        try decoder.decode(event: event.event, data: event.data)
+                    }
+                }
+                if chunk == nil {
+                    events += try MistralClient.decodeOrFail { () throws(ErrorInfo) in try decoder.endOfStream() }
+                }
+                return (events, nil)
+            } catch {
+                return (events, error)
+            }
+        }
+
+        /// The events of a whole `stream: false` reply.
+        @inline(never)
+        mutating func decodeResponse(_ reply: [UInt8]) -> (events: [LLMEvent], failure: AttemptFailure?) {
+            guard reply.count <= MistralClient.maxReplyBytes else {
+                return (
+                    [],
+                    AttemptFailure(
+                        info: ReplyDecoder.protocolError("the reply exceeds \(MistralClient.maxReplyBytes) bytes"),
+                        isRetried: false)
+                )
+            }
+            do throws(AttemptFailure) {
+                return (
+                    try MistralClient.decodeOrFail { () throws(ErrorInfo) in try decoder.decodeResponse(reply) }, nil
+                )
+            } catch {
+                return ([], error)
+            }
         }
     }
 
@@ -243,7 +302,7 @@ public final class MistralClient: LLMClient {
     }
 
     /// Runs a decoding step, turning its error into a non-retried failure.
-    private func decodeOrFail<T, E: Error>(_ step: () throws(E) -> T) throws(AttemptFailure) -> T {
+    private static func decodeOrFail<T, E: Error>(_ step: () throws(E) -> T) throws(AttemptFailure) -> T {
         do {
             return try step()
         } catch let error as ErrorInfo {

@@ -118,6 +118,16 @@ final class AgentRuntime: Sendable {
                 self.record(report)
                 beforeTerminal()
             })
+        ended(report, reservation: reservation, started: started)
+    }
+
+    /// Gives the limiter place back and counts the request's end. Synchronous and not inlined:
+    /// its temporaries would otherwise take room in the frame of `serve`, which every request
+    /// keeps while it runs.
+    @inline(never)
+    private func ended(
+        _ report: RequestReport, reservation: ConcurrencyLimiter.Reservation, started: ContinuousClock.Instant
+    ) {
         reservation.finish()
         let elapsed = ContinuousClock.now - started
         count { $0.inFlight -= 1 }
