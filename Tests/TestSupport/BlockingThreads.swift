@@ -28,8 +28,8 @@ public struct BlockingThreadsTrait: SuiteTrait, TestTrait, TestScoping {
     }
 }
 
-/// As many threads as the cooperative pool has (one per core), so as many blocking tests run
-/// at once as before; they only stop taking the async tests' threads.
+/// As many threads as the cooperative pool has (one per core; two at least), so as many
+/// blocking tests run at once as before; they only stop taking the async tests' threads.
 private final class BlockingThreads: TaskExecutor {
     static let executor = BlockingThreads(threads: max(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
 
