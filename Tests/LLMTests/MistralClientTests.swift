@@ -441,8 +441,12 @@ struct MistralClientTests {
         struct ClientGone: Error {}
         try await withEmulator { server, curl in
             let mistral = client(server, curl)
+            // The body never comes: the idle timeout must not end the transfer before the task,
+            // resumed by the head, runs `answered` (under TSan, with the whole suite running, it
+            // was resumed more than 5 s later).
+            let patient = Timeouts(total: .seconds(120), firstByte: .seconds(60), idle: .seconds(60))
             await #expect(throws: ClientGone.self) {
-                try await mistral.run(request([user("go [fault:stall-after-head]")])) {
+                try await mistral.run(request([user("go [fault:stall-after-head]")], timeouts: patient)) {
                     #expect(server.stats().activeStreams == 1)
                     throw ClientGone()
                 } deliver: { _ in
