@@ -152,14 +152,9 @@ final class Emulator: @unchecked Sendable {
         let hostPort = baseURL.replacingOccurrences(of: "http://", with: "").split(separator: ":")
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(hostPort[1])!).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
+        var address = Loopback.address(port: UInt16(hostPort[1])!)
+        let connected = Loopback.withSockaddr(&address) {
+            connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
         }
         guard connected == 0 else { throw TestFailure("cannot reach the emulator") }
         let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
