@@ -7,9 +7,43 @@ import NIOPosix
 import Synchronization
 
 /// The requests in flight on one connection, by id, so `cancel` lines and a disconnect can
-/// reach them.
+/// reach them; and the request tasks still running, so the connection closes only after their
+/// last events.
 final class ConnectionState: Sendable {
     private let inFlight = Mutex<[RequestID: RequestHandle]>([:])
+
+    private struct Running {
+        var count = 0
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let running = Mutex(Running())
+
+    /// Each request runs as one unstructured task, not as a child of the connection's task
+    /// group that awaits it: a task of its own so that its handle can cancel it with a reason,
+    /// and no second task, which cost every held stream 2.8 KiB (BENCHMARKS.md, fix 22).
+    func launch(on executor: EventLoopExecutor, _ work: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        running.withLock { $0.count += 1 }
+        return Task(executorPreference: executor) {
+            await work()
+            self.running.withLock { running in
+                running.count -= 1
+                return running.count == 0 ? running.waiter.take() : nil
+            }?.resume()
+        }
+    }
+
+    /// Returns once every launched request task has ended.
+    func requestsEnded() async {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let idle = running.withLock { running in
+                guard running.count > 0 else { return true }
+                running.waiter = waiter
+                return false
+            }
+            if idle { waiter.resume() }
+        }
+    }
 
     /// False when a request with this id is already in flight here.
     func register(_ id: RequestID, _ handle: RequestHandle) -> Bool {
@@ -95,7 +129,7 @@ struct ConnectionHandler: Sendable {
 
         try? await channel.executeThenClose { inbound, outbound in
             let sink = ChannelSink(writer: outbound)
-            await withDiscardingTaskGroup { group in
+            await withTaskCancellationHandler {
                 do {
                     for try await item in inbound {
                         switch item {
@@ -107,28 +141,27 @@ struct ConnectionHandler: Sendable {
                                         code: .requestTooLarge,
                                         message: "request line exceeds max_request_bytes (\(limit) bytes); discarded")))
                         case .line(let bytes):
-                            if let work = try await handle(
-                                line: bytes, state: state, peer: peer, sink: sink, executor: executor)
-                            {
-                                group.addTask { await work() }
-                            }
+                            try await handle(line: bytes, state: state, peer: peer, sink: sink, executor: executor)
                         }
                     }
                 } catch {
                     // The input failed (reset) or the client stopped taking events: nothing more to read.
                 }
+                await state.requestsEnded()
+            } onCancel: {
+                state.cancelAll(reason: .clientDisconnected)
             }
         }
     }
 
-    /// Answers a line at once, or returns the work to run concurrently with later lines.
+    /// Answers a line at once, or starts the request it carries, which runs concurrently with
+    /// later lines.
     private func handle(
         line: ByteBuffer, state: ConnectionState, peer: PeerIdentity?, sink: ChannelSink, executor: EventLoopExecutor
-    ) async throws -> (@Sendable () async -> Void)? {
+    ) async throws {
         switch decoder.decode(line.readableBytesView) {
         case .failure(let error):
             try await sink.send(Event.error(id: error.id, error.info))
-            return nil
         case .success(.cancel(let id)):
             if !state.cancel(id, reason: .cancelledByClient) {
                 try await sink.send(
@@ -138,7 +171,6 @@ struct ConnectionHandler: Sendable {
                             code: .unknownRequest, message: "no request with id \(id) is in flight on this connection"))
                 )
             }
-            return nil
         case .success(.chat(let request)):
             guard case .agent(let agent) = route else {
                 try await sink.send(
@@ -147,49 +179,49 @@ struct ConnectionHandler: Sendable {
                         ErrorInfo(
                             code: .badRequest,
                             message: "command: required on the control socket (\(ControlCommands.names))")))
-                return nil
+                return
             }
-            return try await admit(
+            try await admit(
                 request, to: agent, state: state, peer: peer, checksAccess: true, sink: sink, executor: executor)
         case .success(.control(let id, let command, let body)):
             // The decoder takes commands on the control socket only.
-            guard case .control(let control) = route else { return nil }
+            guard case .control(let control) = route else { return }
             if command == "chat" {
                 switch control.chatTarget(id: id, body: body, decoder: decoder) {
                 case .failure(let error):
                     try await sink.send(Event.error(id: id, error.info))
-                    return nil
+                    return
                 case .success(let (request, agent)):
                     // The control socket is the administrator's: no `allow` applies, yet the
                     // peer still owns the sessions it uses.
-                    return try await admit(
+                    try await admit(
                         request, to: agent, state: state, peer: peer, checksAccess: false, sink: sink,
                         executor: executor)
                 }
+                return
             }
             let reply = await control.run(id: id, command: command, body: body, peer: peer)
             try await sink.send(reply)
-            return nil
         }
     }
 
     private func admit(
         _ request: ChatRequest, to agent: AgentRuntime, state: ConnectionState, peer: PeerIdentity?, checksAccess: Bool,
         sink: ChannelSink, executor: EventLoopExecutor
-    ) async throws -> (@Sendable () async -> Void)? {
+    ) async throws {
         if tracker.isShuttingDown {
             try await sink.send(
                 Event.error(
                     id: request.id, ErrorInfo(code: .shuttingDown, message: "agentd is shutting down", retryable: true))
             )
-            return nil
+            return
         }
         if agent.isRemoved {
             try await sink.send(
                 Event.error(
                     id: request.id,
                     ErrorInfo(code: .unknownAgent, message: "agent \(agent.name) was removed by a reload")))
-            return nil
+            return
         }
         if checksAccess, let peer, await !peer.isAllowed(by: agent.definition.allow) {
             let user = await peer.names().user
@@ -202,7 +234,7 @@ struct ConnectionHandler: Sendable {
                         code: .forbidden,
                         message: "uid \(peer.uid) (\(user ?? "unknown user")) is not allowed to use agent \(agent.name)"
                     )))
-            return nil
+            return
         }
         // The limiter place is taken here, in line order, so pipelined requests are admitted
         // in the order they arrived.
@@ -216,7 +248,7 @@ struct ConnectionHandler: Sendable {
             }
             agent.metrics.refused(error.code)
             try await sink.send(Event.error(id: request.id, error))
-            return nil
+            return
         }
         let handle = RequestHandle()
         guard state.register(request.id, handle) else {
@@ -227,26 +259,19 @@ struct ConnectionHandler: Sendable {
                     ErrorInfo(
                         code: .badRequest,
                         message: "id: a request with id \(request.id) is already in flight on this connection")))
-            return nil
+            return
         }
         let runner = runner
         let tracker = tracker
-        return {
-            let task = Task(executorPreference: executor) {
-                await agent.serve(
-                    request, with: runner, reservation: reservation, handle: handle, peer: peer?.runnerPeer,
-                    sink: sink, beforeTerminal: { state.finish(request.id, handle) })
-            }
-            handle.attach(task)
-            tracker.started(handle)
-            await withTaskCancellationHandler {
-                await task.value
-            } onCancel: {
-                handle.cancel(.clientDisconnected)
-            }
+        tracker.started(handle)
+        let task = state.launch(on: executor) {
+            await agent.serve(
+                request, with: runner, reservation: reservation, handle: handle, peer: peer?.runnerPeer,
+                sink: sink, beforeTerminal: { state.finish(request.id, handle) })
             tracker.finished(handle)
             state.finish(request.id, handle)
         }
+        handle.attach(task)
     }
 
     /// `struct ucred` of SO_PEERCRED; Glibc hides its own declaration behind _GNU_SOURCE.
