@@ -50,6 +50,29 @@ import Testing
         #expect(try JSONParser.parse(text) == value)
     }
 
+    /// The writer looks for bytes to escape eight at a time: each of them at every offset of a
+    /// word and of the tail, beside bytes close to them (0x1F..0x21, 0x5B, 0x5D, 0x7F) and
+    /// multi-byte characters that need no escaping, must come out as one by one would.
+    @Test func escapesEachSpecialByteAtEveryOffset() throws {
+        let specials: [(Character, String)] = [
+            ("\"", #"\""#), ("\\", #"\\"#), ("\n", #"\n"#), ("\r", #"\r"#), ("\t", #"\t"#), ("\u{01}", #"\u0001"#),
+            ("\u{1F}", #"\u001f"#),
+        ]
+        let plain = " !#[]\u{7F}é€😀abc"
+        for (special, escaped) in specials {
+            for length in 0...20 {
+                for offset in 0...length {
+                    let filler = Array(plain)
+                    let before = String((0..<offset).map { filler[$0 % filler.count] })
+                    let after = String((offset..<length).map { filler[$0 % filler.count] })
+                    let value = JSONValue.string(before + String(special) + after)
+                    #expect(value.jsonText == "\"" + before + escaped + after + "\"")
+                    #expect(try JSONParser.parse(value.jsonText) == value)
+                }
+            }
+        }
+    }
+
     @Test func objectSubscriptReplacesAppendsAndRemoves() {
         var object: JSONObject = ["a": 1, "b": 2]
         object["a"] = 3

@@ -127,6 +127,25 @@ private func expectEvents(
         }
     }
 
+    /// The ASCII check reads eight bytes at a time: a byte of 0x80 or above at any offset of a
+    /// word or of the tail must send the data through UTF-8 validation.
+    @Test func nonASCIIAtEveryOffsetIsValidatedAsUTF8() throws {
+        for length in 0...24 {
+            for offset in 0...length {
+                let prefix = String(repeating: "a", count: offset)
+                let suffix = String(repeating: "b", count: length - offset)
+                var parser = SSEParser()
+                let good = try parser.feed(Array("data: \(prefix)é\(suffix)\n\n".utf8))
+                #expect(good == [SSEEvent(data: "\(prefix)é\(suffix)")], "é at \(offset) of \(length)")
+                let bad = Array("data: \(prefix)".utf8) + [0xC3, 0x28] + Array("\(suffix)\n\n".utf8)
+                #expect(throws: SSEError(.invalidUTF8, "event stream: invalid UTF-8 in the data field")) {
+                    var parser = SSEParser()
+                    _ = try parser.feed(bad)
+                }
+            }
+        }
+    }
+
     @Test func anEventLargerThanTheBoundIsAnError() {
         let bound = 64
         let manyLines = Array(String(repeating: "data: 0123456789\n", count: 10).utf8)
