@@ -39,8 +39,7 @@ final class CurlLoop: @unchecked Sendable {
     private let queue = Mutex(Queue())
     private var thread = pthread_t()
     private let epoll: Int32
-    /// Written by `enqueue` and `shutdown` to wake the thread's `epoll_wait`.
-    private let wakeup: Int32
+    private let wakeup: Wakeup
 
     // Curl thread only.
     /// Monotonic nanoseconds, read around each wait rather than per callback.
@@ -71,14 +70,13 @@ final class CurlLoop: @unchecked Sendable {
     init() throws(CurlError) {
         try check(globalInitResult)
         let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
-        let wakeup = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
-        var event = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(fd: wakeup))
-        guard epoll >= 0, wakeup >= 0, epoll_ctl(epoll, EPOLL_CTL_ADD, wakeup, &event) == 0,
+        let wakeup = Wakeup()
+        var event = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(fd: wakeup.descriptor))
+        guard epoll >= 0, wakeup.descriptor >= 0, epoll_ctl(epoll, EPOLL_CTL_ADD, wakeup.descriptor, &event) == 0,
             let multi = curl_multi_init()
         else {
             let reason = String(cString: strerror(errno))
             if epoll >= 0 { close(epoll) }
-            if wakeup >= 0 { close(wakeup) }
             throw CurlError(.other, "cannot set up the curl thread's event loop: \(reason)")
         }
         self.multi = multi
@@ -100,7 +98,6 @@ final class CurlLoop: @unchecked Sendable {
         } catch {
             curl_multi_cleanup(multi)
             close(epoll)
-            close(wakeup)
             throw error
         }
         let context = Unmanaged.passRetained(self).toOpaque()
@@ -114,7 +111,6 @@ final class CurlLoop: @unchecked Sendable {
             Unmanaged<CurlLoop>.fromOpaque(context).release()
             curl_multi_cleanup(multi)
             close(epoll)
-            close(wakeup)
             throw CurlError(.other, "cannot start the curl thread (error \(created))")
         }
     }
@@ -122,16 +118,16 @@ final class CurlLoop: @unchecked Sendable {
     /// Hands a command to the curl thread; false once the loop has shut down.
     @discardableResult
     func enqueue(_ command: Command) -> Bool {
-        queue.withLock { queue in
-            guard queue.running else { return false }
+        let (accepted, wake) = queue.withLock { queue in
+            guard queue.running else { return (false, false) }
             queue.commands.append(command)
-            if !queue.wakePending {
-                queue.wakePending = true
-                // Under the lock, so the eventfd cannot be closed meanwhile.
-                wake()
-            }
-            return true
+            let wake = !queue.wakePending
+            queue.wakePending = true
+            return (true, wake)
         }
+        // After the lock is given back: the thread's first act on waking is to take it.
+        if wake { wakeup.signal() }
+        return accepted
     }
 
     /// Cancels every transfer and joins the thread. Idempotent.
@@ -139,10 +135,10 @@ final class CurlLoop: @unchecked Sendable {
         let first = queue.withLock { queue in
             guard queue.running else { return false }
             queue.running = false
-            wake()
             return true
         }
         guard first else { return }
+        wakeup.signal()
         if pthread_equal(pthread_self(), thread) != 0 {
             pthread_detach(thread)
         } else {
@@ -150,9 +146,27 @@ final class CurlLoop: @unchecked Sendable {
         }
     }
 
-    private func wake() {
-        var one: UInt64 = 1
-        _ = write(wakeup, &one, 8)
+    /// The eventfd that `enqueue` and `shutdown` write to wake the thread's `epoll_wait`.
+    ///
+    /// Closed when the last reference goes, not when the thread ends: a caller signals it after
+    /// giving the queue's lock back (signalled under the lock, the woken thread could find the
+    /// lock still held and wait for it, two futex calls and a switch; seen under strace), and
+    /// the loop it is calling keeps it open until then.
+    private final class Wakeup: Sendable {
+        /// Below zero if the eventfd could not be made.
+        let descriptor = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+
+        deinit { if descriptor >= 0 { close(descriptor) } }
+
+        func signal() {
+            var one: UInt64 = 1
+            _ = write(descriptor, &one, 8)
+        }
+
+        func clear() {
+            var value: UInt64 = 0
+            _ = read(descriptor, &value, 8)
+        }
     }
 
     /// Called from a header callback, which curl runs only inside `curl_multi_socket_action`
@@ -216,9 +230,8 @@ final class CurlLoop: @unchecked Sendable {
             now = monotonicNow()
             for event in events.prefix(Int(max(count, 0))) {
                 let socket = event.data.fd
-                if socket == wakeup {
-                    var value: UInt64 = 0
-                    _ = read(wakeup, &value, 8)
+                if socket == wakeup.descriptor {
+                    wakeup.clear()
                     continue
                 }
                 ready(socket, event.events)
@@ -229,7 +242,6 @@ final class CurlLoop: @unchecked Sendable {
         failAll(failure ?? .shutDown)
         curl_multi_cleanup(multi)
         close(epoll)
-        close(wakeup)
     }
 
     /// Lets curl work on `socket` (or its timers, for `CURL_SOCKET_TIMEOUT`).
