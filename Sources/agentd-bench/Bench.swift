@@ -350,8 +350,11 @@ struct Bench {
         progress(
             "over 10 s: \(delivered) chunks, agentd \(fixed((daemon.child.cpuSeconds - cpu) / Double(max(delivered, 1)) * 1e6, 2)) µs CPU per chunk"
         )
-        watcher.cancel()
         generator.closeAll(held.channels)
+        // The watcher goes on while the cancellations reach the upstream and agentd trims its
+        // heap, twice if it stays idle (1 s and 11 s after its last request ended, HeapTrimmer).
+        sleep(25)
+        watcher.cancel()
     }
 
     /// agentd serving the one bench agent, its files and sockets named after `name`.

@@ -35,6 +35,36 @@ import Testing
         #expect(probe.count == 1)
     }
 
+    @Test func anIdlePeriodThatLastsIsTrimmedOnceMoreAfterTheInterval() async throws {
+        let probe = Probe()
+        let trimmer = trimmer(probe, interval: .milliseconds(200))
+        trimmer.schedule { probe.idle.withLock { $0 } }
+        try await probe.waitFor(2)
+        // What a burst frees after its last request has ended goes back too; then no timer runs.
+        try await Task.sleep(for: .milliseconds(700))
+        let trims = probe.trims.withLock { $0 }
+        try #require(trims.count == 2)
+        #expect(trims[1] - trims[0] >= .milliseconds(160))
+    }
+
+    @Test func aRequestArrivingBeforeTheSecondTrimCallsItOff() async throws {
+        let probe = Probe()
+        // A request arrives as the first trim runs.
+        let trimmer = HeapTrimmer(delay: .milliseconds(20), minimumInterval: .milliseconds(200)) {
+            probe.trims.withLock { $0.append(.now) }
+            probe.idle.withLock { $0 = false }
+        }
+        trimmer.schedule { probe.idle.withLock { $0 } }
+        try await probe.waitFor(1)
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(probe.count == 1)
+        // It ends: the daemon is idle again, and trims anew.
+        probe.idle.withLock { $0 = true }
+        trimmer.schedule { probe.idle.withLock { $0 } }
+        try await probe.waitFor(2)
+        #expect(probe.count == 2)
+    }
+
     @Test func aRequestArrivingDuringTheDelayCallsTheTrimOff() async throws {
         let probe = Probe()
         let trimmer = trimmer(probe)
