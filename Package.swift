@@ -31,9 +31,9 @@ let package = Package(
 
         // Leaf modules: no agent knowledge.
         .target(name: "Basics"),
-        .target(name: "JSON"),
+        .target(name: "JSON", dependencies: ["Basics"]),
         .target(name: "YAML", dependencies: ["CYAML"]),
-        .target(name: "SSE"),
+        .target(name: "SSE", dependencies: ["Basics"]),
         .target(name: "Curl", dependencies: ["CCurl", "Basics"]),
         .target(name: "Systemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Sessions", dependencies: ["CSQLite"]),

@@ -1,3 +1,5 @@
+import Basics
+
 extension JSONValue {
     /// Compact JSON text, with no newlines: safe to frame as one line.
     public var jsonText: String {
@@ -81,29 +83,13 @@ extension JSONValue {
     }
 
     /// The offset of the first byte at or after `start` that must be escaped, or the count.
-    /// Eight bytes at a time: byte by byte, the scan was the largest cost of writing a `delta`
-    /// line (callgrind on a soak of 500-word replies).
     private static func firstEscape(in utf8: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
-        var index = start
-        if let base = utf8.baseAddress {
-            let raw = UnsafeRawPointer(base)
-            while index + 8 <= utf8.count {
-                let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                // High bit of a byte set where that byte is below 0x20, a quote or a backslash:
-                // the "has a zero byte" test on `word` shifted by 0x20 and on `word` xor each
-                // character. Bytes of 0x80 and above have their high bit cleared by `~word`.
-                let control = word &- 0x2020_2020_2020_2020
-                let quotes = word ^ 0x2222_2222_2222_2222
-                let backslashes = word ^ 0x5C5C_5C5C_5C5C_5C5C
-                let found =
-                    (control | (quotes &- 0x0101_0101_0101_0101) | (backslashes &- 0x0101_0101_0101_0101))
-                    & ~word & 0x8080_8080_8080_8080
-                if found != 0 { break }
-                index += 8
-            }
-        }
-        while index < utf8.count, !needsEscape(utf8[index]) { index += 1 }
-        return index
+        ByteScan.firstIndex(
+            in: utf8, from: start,
+            anyMatches: {
+                ByteScan.bytesBelow(0x20, in: $0) | ByteScan.zeroBytes($0 ^ ByteScan.repeated(UInt8(ascii: "\"")))
+                    | ByteScan.zeroBytes($0 ^ ByteScan.repeated(UInt8(ascii: "\\"))) != 0
+            }, matches: needsEscape)
     }
 
     private static func needsEscape(_ byte: UInt8) -> Bool {

@@ -1,3 +1,5 @@
+import Basics
+
 /// One server-sent event. `event` is nil for the default (`message`) type; `id` is the stream's
 /// last event ID, which persists across events as the WHATWG rules say (nil if never set).
 public struct SSEEvent: Sendable, Equatable {
@@ -119,47 +121,18 @@ public struct SSEParser: Sendable {
         }
     }
 
-    /// The index of the first CR or LF at or after `start`, or `input.count`. Eight bytes at a
-    /// time: an event is a few hundred bytes with two line ends, and a byte-by-byte scan was
-    /// most of the parser's cost per event (callgrind on the soak).
+    /// The index of the first CR or LF at or after `start`, or `input.count`.
     private static func lineEnd(in input: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
-        var index = start
-        if let base = input.baseAddress {
-            let raw = UnsafeRawPointer(base)
-            while index + 8 <= input.count {
-                let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                // A byte of `word ^ pattern` is zero where `word` has that byte: the classic
-                // "has a zero byte" test, once for LF and once for CR.
-                let lfs = word ^ 0x0A0A_0A0A_0A0A_0A0A
-                let crs = word ^ 0x0D0D_0D0D_0D0D_0D0D
-                let found =
-                    ((lfs &- 0x0101_0101_0101_0101) & ~lfs) | ((crs &- 0x0101_0101_0101_0101) & ~crs)
-                if found & 0x8080_8080_8080_8080 != 0 { break }
-                index += 8
-            }
-        }
-        while index < input.count, input[index] != lf, input[index] != cr { index += 1 }
-        return index
+        ByteScan.firstIndex(
+            in: input, from: start,
+            anyMatches: {
+                ByteScan.zeroBytes($0 ^ ByteScan.repeated(lf)) | ByteScan.zeroBytes($0 ^ ByteScan.repeated(cr)) != 0
+            }, matches: { $0 == lf || $0 == cr })
     }
 
-    /// Eight bytes at a time, like `lineEnd`: byte by byte, the check cost more per event than
-    /// the rest of the dispatch (callgrind on a soak of 500-word replies).
     private static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        var index = 0
-        if let base = bytes.baseAddress {
-            let raw = UnsafeRawPointer(base)
-            var high: UInt64 = 0
-            while index + 8 <= bytes.count {
-                high |= raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                index += 8
-            }
-            if high & 0x8080_8080_8080_8080 != 0 { return false }
-        }
-        while index < bytes.count {
-            if bytes[index] >= 0x80 { return false }
-            index += 1
-        }
-        return true
+        ByteScan.firstIndex(
+            in: bytes, from: 0, anyMatches: { $0 & ByteScan.highBits != 0 }, matches: { $0 >= 0x80 }) == bytes.count
     }
 
     private mutating func handle(line raw: UnsafeBufferPointer<UInt8>, into events: inout [SSEEvent]) throws(SSEError) {
