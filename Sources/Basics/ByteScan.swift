@@ -23,6 +23,19 @@ public enum ByteScan {
         return index
     }
 
+    /// The bytes as a string if they are valid UTF-8. ASCII, most of what agentd reads, needs no
+    /// validation, and the generic `String(validating:)` costs a metadata lookup per call.
+    @inlinable
+    public static func validatedString(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        isASCII(bytes) ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+    }
+
+    /// Whether every byte is below 0x80.
+    @inlinable @inline(__always)
+    public static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        firstIndex(in: bytes, from: 0, anyMatches: { $0 & highBits != 0 }, matches: { $0 >= 0x80 }) == bytes.count
+    }
+
     /// A word with the high bit of a byte set if a byte of `word` is zero, and zero if none is
     /// (the classic test: above the first zero byte, borrows may mark others, which is why
     /// callers use it only to find the word).

@@ -1,3 +1,5 @@
+import Basics
+
 /// Why a document is not acceptable JSON, with the byte offset where parsing stopped.
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Reason: Sendable, Equatable {
@@ -237,27 +239,17 @@ struct Cursor {
     mutating func parseString() throws(JSONParseError) -> String {
         index += 1
         let start = index
-        // Fast path: no escapes, plain ASCII or validated UTF-8 copied in one go. ASCII needs no
-        // validation, and skipping it matters: `String(validating:)` is generic and not
-        // specialised for us, costing a metadata lookup per string (agentd-bench profile).
-        var isASCII = true
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") {
-                let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
-                let string = isASCII ? String(decoding: slice, as: UTF8.self) : String(validating: slice, as: UTF8.self)
-                guard let string else {
-                    index = start
-                    throw error(.invalidUTF8)
-                }
-                index += 1
-                return string
+        // Fast path: no escapes, the bytes validated and copied in one go.
+        index = JSONStringBytes.firstSpecial(in: bytes, from: start)
+        if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+            guard let string = ByteScan.validatedString(UnsafeBufferPointer(rebasing: bytes[start..<index])) else {
+                index = start
+                throw error(.invalidUTF8)
             }
-            if byte == UInt8(ascii: "\\") { break }
-            if byte < 0x20 { throw error(.controlCharacterInString) }
-            if byte >= 0x80 { isASCII = false }
             index += 1
+            return string
         }
+        if index < bytes.count, bytes[index] < 0x20 { throw error(.controlCharacterInString) }
         var scratch = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))
         while true {
             guard index < bytes.count else { throw error(.unexpectedEnd) }

@@ -1,3 +1,5 @@
+import Basics
+
 /// A forward-only reader over one JSON document, for a caller that knows the shape it expects
 /// and wants a few of its members without building a `JSONValue` tree (a stream chunk is read
 /// hundreds of times per reply).
@@ -183,18 +185,13 @@ public struct JSONReader {
             throw cursor.error(.unexpectedCharacter(cursor.bytes[cursor.index]))
         }
         let start = cursor.index + 1
-        var index = start
-        while index < cursor.bytes.count {
-            let byte = cursor.bytes[index]
-            if byte == UInt8(ascii: "\"") {
-                cursor.index = index + 1
-                return UnsafeBufferPointer(rebasing: cursor.bytes[start..<index])
-            }
-            // Escapes, control characters and UTF-8 to validate: the parser's own checks.
-            if byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { return nil }
-            index += 1
-        }
-        return nil
+        let end = JSONStringBytes.firstSpecial(in: cursor.bytes, from: start)
+        // Escapes, control characters and UTF-8 to validate: the parser's own checks.
+        guard end < cursor.bytes.count, cursor.bytes[end] == UInt8(ascii: "\"") else { return nil }
+        let raw = UnsafeBufferPointer(rebasing: cursor.bytes[start..<end])
+        guard ByteScan.isASCII(raw) else { return nil }
+        cursor.index = end + 1
+        return raw
     }
 
     private mutating func open(_ bracket: UInt8) throws(JSONParseError) {

@@ -130,11 +130,6 @@ public struct SSEParser: Sendable {
             }, matches: { $0 == lf || $0 == cr })
     }
 
-    private static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        ByteScan.firstIndex(
-            in: bytes, from: 0, anyMatches: { $0 & ByteScan.highBits != 0 }, matches: { $0 >= 0x80 }) == bytes.count
-    }
-
     private mutating func handle(line raw: UnsafeBufferPointer<UInt8>, into events: inout [SSEEvent]) throws(SSEError) {
         var line = raw[...]
         if atFirstLine {
@@ -192,12 +187,7 @@ public struct SSEParser: Sendable {
     }
 
     private func decode(_ bytes: UnsafeBufferPointer<UInt8>, field: String) throws(SSEError) -> String {
-        // ASCII (most events of English text) needs no validation; the generic
-        // `String(validating:)` costs a metadata lookup per call.
-        let text =
-            Self.isASCII(bytes)
-            ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
-        guard let text else {
+        guard let text = ByteScan.validatedString(bytes) else {
             throw SSEError(.invalidUTF8, "event stream: invalid UTF-8 in the \(field) field")
         }
         return text

@@ -55,6 +55,27 @@ import Testing
         #expect(throws: JSONParseError.self) { try read("7", usually: "m") }
     }
 
+    /// A plain string is found eight bytes at a time: an escape or a control character at any
+    /// offset of a word or of its tail must send the string to the parser, even when its text
+    /// as written is the one expected, and a string without them must match as written.
+    @Test func aPlainStringIsToldFromOneToDecodeAtEveryOffset() throws {
+        func read(_ text: String, usually known: String) throws -> String {
+            try JSONReader.read(text) { (reader) throws(JSONParseError) in try reader.readString(usually: known) }
+        }
+        for length in 0...20 {
+            for offset in 0...length {
+                let before = String(repeating: "a", count: offset)
+                let after = String(repeating: "b", count: length - offset)
+                #expect(try read("\"\(before)\(after)\"", usually: before + after) == before + after)
+                let escaped = before + "\\n" + after
+                #expect(try read("\"\(escaped)\"", usually: escaped) == before + "\n" + after)
+                let control = before + "\u{01}" + after
+                #expect(throws: JSONParseError.self) { try read("\"\(control)\"", usually: control) }
+                #expect(try read("\"\(before)é\(after)\"", usually: before + after) == before + "é" + after)
+            }
+        }
+    }
+
     @Test func saysWhetherAStringIsANameWrittenWithoutEscapes() throws {
         func check(_ text: String) throws -> Bool {
             try JSONReader.read(text) { (reader) throws(JSONParseError) in try reader.readString(is: "chunk") }
